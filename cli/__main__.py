@@ -1,0 +1,5 @@
+import sys
+
+from specsearch.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,145 @@
+"""Typed search events and the one subscription mechanism that delivers them.
+
+The CLI prints them, ``--json`` serialises them one per line, the TUI posts them
+as Textual messages: all three see the same stream.  Events are immutable and
+are emitted on the thread that runs the search; subscribers that touch a UI
+must hop to their own thread (the TUI does so with ``post_message``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from .tree import SearchResult, SearchStats, ThoughtNode
+
+
+@dataclass(frozen=True)
+class SearchEvent:
+    """Base class; ``kind`` is the class name, used in JSON lines."""
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"event": self.kind}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.to_dict() if hasattr(value, "to_dict") else value
+        return out
+
+
+@dataclass(frozen=True)
+class SearchStarted(SearchEvent):
+    question: str
+    method: str
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StepStarted(SearchEvent):
+    step: int  # 1-based depth of the thoughts generated in this step
+    beam_ids: tuple[int, ...]  # parent node ids being expanded (empty tuple: the root)
+    beta: float | None  # threshold in force for this step (None: no rejection test)
+
+
+@dataclass(frozen=True)
+class ThoughtDrafted(SearchEvent):
+    """A new thought exists (a small-model draft, or a large-model thought for the
+    baselines and for the first SpecSearch step)."""
+
+    node: "ThoughtNode"
+
+
+@dataclass(frozen=True)
+class ThoughtScored(SearchEvent):
+    node_id: int
+    score: float
+
+
+@dataclass(frozen=True)
+class ThoughtAccepted(SearchEvent):
+    node_id: int
+    score: float
+    beta: float
+
+
+@dataclass(frozen=True)
+class ThoughtRejected(SearchEvent):
+    node_id: int
+    score: float
+    beta: float
+
+
+@dataclass(frozen=True)
+class ThoughtRegenerated(SearchEvent):
+    """The large model produced ``node`` in place of the rejected draft ``replaces``."""
+
+    node: "ThoughtNode"
+    replaces: int
+
+
+@dataclass(frozen=True)
+class BeamsSelected(SearchEvent):
+    step: int
+    selected_ids: tuple[int, ...]  # nodes kept in the beam (expanded next step)
+    finished_ids: tuple[int, ...]  # nodes that completed a solution this step
+
+
+@dataclass(frozen=True)
+class StatsUpdated(SearchEvent):
+    stats: "SearchStats"
+
+
+@dataclass(frozen=True)
+class SearchFinished(SearchEvent):
+    """Always the last event, also after cancellation (``result.cancelled``)."""
+
+    result: "SearchResult"
+
+
+Subscriber = Callable[[SearchEvent], None]
+
+
+class EventBus:
+    """Fan-out of events to subscribers; thread-safe subscribe/unsubscribe."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[Subscriber] = []
+        self._lock = threading.Lock()
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Register ``callback``; returns a function that unsubscribes it."""
+        with self._lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def emit(self, event: SearchEvent) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for callback in subscribers:
+            callback(event)
+
+
+class CancelToken:
+    """Set from any thread; the search checks it at least once per step."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()

@@ -1,0 +1,299 @@
+"""The one module that calls llama-cpp-python's low-level (ctypes) API.
+
+Written against llama-cpp-python 0.3.36 (pinned in pyproject.toml): the
+memory (KV sequence) API, batch layout, context parameters and sampler chain
+change between releases, so nothing else in specsearch touches ``llama_cpp``.
+Everything here is thin: handles, a token batch, decode, logits, KV sequence
+operations, the native sampler chain, tokenizer and metadata.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import os
+import threading
+from dataclasses import dataclass
+
+import llama_cpp
+import llama_cpp.llama_cpp as L
+import numpy as np
+
+from .errors import ModelLoadError
+
+# ---------------------------------------------------------------- logging ---
+# llama.cpp logs model loading to stderr; that would scribble over the TUI.
+# Keep the recent lines so a failed load can say why.
+_log_lines: collections.deque[str] = collections.deque(maxlen=64)
+_log_lock = threading.Lock()
+_echo_logs = os.environ.get("SPECSEARCH_LLAMA_LOG") == "1"
+
+
+@L.llama_log_callback
+def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    line = text.decode("utf-8", errors="replace")
+    with _log_lock:
+        _log_lines.append(line)
+    if _echo_logs:
+        os.write(2, text)
+
+
+_backend_ready = False
+_backend_lock = threading.Lock()
+
+
+def init_backend() -> None:
+    """Once per process: install the quiet log callback, init the backend."""
+    global _backend_ready
+    with _backend_lock:
+        if _backend_ready:
+            return
+        L.llama_log_set(_log_callback, ctypes.c_void_p(0))
+        L.llama_backend_init()
+        _backend_ready = True
+
+
+def recent_log(n: int = 6) -> str:
+    """The last llama.cpp log lines that look like errors (for messages)."""
+    with _log_lock:
+        lines = [ln.strip() for ln in _log_lines if ln.strip()]
+    errors = [ln for ln in lines if "error" in ln.lower() or "failed" in ln.lower()]
+    return " | ".join((errors or lines)[-n:])
+
+
+def clear_log() -> None:
+    with _log_lock:
+        _log_lines.clear()
+
+
+def supports_gpu_offload() -> bool:
+    init_backend()
+    return bool(L.llama_supports_gpu_offload())
+
+
+def library_version() -> str:
+    return llama_cpp.__version__
+
+
+# ----------------------------------------------------------------- models ---
+def load_model(path: str, n_gpu_layers: int, vocab_only: bool = False) -> L.llama_model_p:
+    init_backend()
+    params = L.llama_model_default_params()
+    params.n_gpu_layers = n_gpu_layers
+    params.vocab_only = vocab_only
+    clear_log()
+    model = L.llama_model_load_from_file(os.fsencode(path), params)
+    if not model:
+        raise ModelLoadError(f"llama.cpp could not load {path}: {recent_log() or 'no reason given'}")
+    return model
+
+
+def free_model(model: L.llama_model_p) -> None:
+    L.llama_model_free(model)
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    n_vocab: int
+    n_ctx_train: int
+    n_layer: int
+    n_params: int
+    add_bos: bool
+    bos: int
+    eos: int
+    chat_template: str | None
+    description: str
+
+
+def model_facts(model: L.llama_model_p) -> ModelFacts:
+    vocab = L.llama_model_get_vocab(model)
+    template = L.llama_model_chat_template(model, None)
+    buf = ctypes.create_string_buffer(256)
+    L.llama_model_desc(model, buf, len(buf))
+    return ModelFacts(
+        n_vocab=L.llama_vocab_n_tokens(vocab),
+        n_ctx_train=L.llama_model_n_ctx_train(model),
+        n_layer=L.llama_model_n_layer(model),
+        n_params=L.llama_model_n_params(model),
+        add_bos=bool(L.llama_vocab_get_add_bos(vocab)),
+        bos=L.llama_vocab_bos(vocab),
+        eos=L.llama_vocab_eos(vocab),
+        chat_template=template.decode("utf-8") if template else None,
+        description=buf.value.decode("utf-8", errors="replace"),
+    )
+
+
+# --------------------------------------------------------------- contexts ---
+def new_context(
+    model: L.llama_model_p, *, n_ctx: int, n_batch: int, n_seq_max: int, n_threads: int
+) -> L.llama_context_p:
+    params = L.llama_context_default_params()
+    params.n_ctx = n_ctx
+    params.n_batch = n_batch
+    params.n_ubatch = n_batch
+    params.n_seq_max = n_seq_max
+    params.n_threads = n_threads
+    params.n_threads_batch = n_threads
+    # One KV buffer shared by all sequences: forking a prompt into n sequences
+    # (seq_cp) then shares its cells instead of copying them.
+    params.kv_unified = True
+    params.no_perf = True
+    clear_log()
+    ctx = L.llama_init_from_model(model, params)
+    if not ctx:
+        raise ModelLoadError(f"llama.cpp could not create a context (n_ctx={n_ctx}): {recent_log()}")
+    return ctx
+
+
+def free_context(ctx: L.llama_context_p) -> None:
+    L.llama_free(ctx)
+
+
+def context_size(ctx: L.llama_context_p) -> int:
+    return L.llama_n_ctx(ctx)
+
+
+class Batch:
+    """A reusable llama_batch; numpy views make filling it cheap."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._batch = L.llama_batch_init(capacity, 0, 1)
+        self._token = np.ctypeslib.as_array(self._batch.token, shape=(capacity,))
+        self._pos = np.ctypeslib.as_array(self._batch.pos, shape=(capacity,))
+        self._n_seq = np.ctypeslib.as_array(self._batch.n_seq_id, shape=(capacity,))
+        self._logits = np.ctypeslib.as_array(self._batch.logits, shape=(capacity,))
+        self._seq = self._batch.seq_id
+        self.n = 0
+        self.n_outputs = 0
+
+    def clear(self) -> None:
+        self.n = 0
+        self.n_outputs = 0
+
+    def add(self, token: int, pos: int, seq_id: int, output: bool) -> int:
+        """Append one token; returns its batch index (used by the sampler)."""
+        i = self.n
+        self._token[i] = token
+        self._pos[i] = pos
+        self._n_seq[i] = 1
+        self._seq[i][0] = seq_id
+        self._logits[i] = 1 if output else 0
+        self.n = i + 1
+        self.n_outputs += 1 if output else 0
+        return i
+
+    @property
+    def free(self) -> int:
+        return self.capacity - self.n
+
+    def close(self) -> None:
+        if self._batch is not None:
+            L.llama_batch_free(self._batch)
+            self._batch = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def decode(ctx: L.llama_context_p, batch: Batch) -> int:
+    """0 on success, 1 when the KV cache has no room (memory unchanged), <0 on error."""
+    batch._batch.n_tokens = batch.n
+    return int(L.llama_decode(ctx, batch._batch))
+
+
+def output_logits(ctx: L.llama_context_p, n_outputs: int, n_vocab: int) -> np.ndarray:
+    """A view of the logits of the last decode's outputs, in batch order.
+
+    Valid until the next decode; copy rows that must outlive it.
+    """
+    ptr = L.llama_get_logits(ctx)
+    return np.ctypeslib.as_array(ptr, shape=(n_outputs, n_vocab))
+
+
+# --------------------------------------------------------- KV sequences ---
+def seq_remove(ctx: L.llama_context_p, seq_id: int, p0: int = 0, p1: int = -1) -> None:
+    """Drop positions [p0, p1) of a sequence (p1 = -1: to the end)."""
+    L.llama_memory_seq_rm(L.llama_get_memory(ctx), seq_id, p0, p1)
+
+
+def seq_copy(ctx: L.llama_context_p, src: int, dst: int, p0: int, p1: int) -> None:
+    """Make dst share src's cells for positions [p0, p1) (no recomputation)."""
+    L.llama_memory_seq_cp(L.llama_get_memory(ctx), src, dst, p0, p1)
+
+
+def memory_clear(ctx: L.llama_context_p) -> None:
+    L.llama_memory_clear(L.llama_get_memory(ctx), True)
+
+
+# -------------------------------------------------------------- tokenizer ---
+class Vocab:
+    def __init__(self, model: L.llama_model_p) -> None:
+        self._vocab = L.llama_model_get_vocab(model)
+        self.n_tokens = L.llama_vocab_n_tokens(self._vocab)
+        self._pieces: dict[int, bytes] = {}
+        self.eog = frozenset(t for t in range(self.n_tokens) if L.llama_vocab_is_eog(self._vocab, t))
+
+    def tokenize(self, text: str, add_special: bool, parse_special: bool) -> list[int]:
+        data = text.encode("utf-8")
+        cap = len(data) + 16
+        buf = (L.llama_token * cap)()
+        n = L.llama_tokenize(self._vocab, data, len(data), buf, cap, add_special, parse_special)
+        if n < 0:
+            cap = -n
+            buf = (L.llama_token * cap)()
+            n = L.llama_tokenize(self._vocab, data, len(data), buf, cap, add_special, parse_special)
+        return list(buf[:n])
+
+    def piece(self, token: int) -> bytes:
+        """The bytes a token stands for (control tokens render as empty)."""
+        cached = self._pieces.get(token)
+        if cached is None:
+            buf = ctypes.create_string_buffer(64)
+            n = L.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = L.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+            cached = self._pieces[token] = buf.raw[:n]
+        return cached
+
+    def text(self, token: int) -> str:
+        """The token's vocabulary string (for compatibility checks)."""
+        return L.llama_vocab_get_text(self._vocab, token).decode("utf-8", errors="replace")
+
+
+# -------------------------------------------------------- native sampling ---
+class SamplerChain:
+    """llama.cpp's sampler chain: top-k -> top-p -> min-p -> temperature -> dist.
+
+    temperature <= 0 gives the greedy sampler.  One chain per sequence makes a
+    sequence's draws depend only on its own seed.
+    """
+
+    def __init__(self, temperature: float, top_k: int, top_p: float, min_p: float, seed: int) -> None:
+        params = L.llama_sampler_chain_default_params()
+        params.no_perf = True
+        self._chain = L.llama_sampler_chain_init(params)
+        if temperature <= 0:
+            L.llama_sampler_chain_add(self._chain, L.llama_sampler_init_greedy())
+            return
+        if top_k > 0:
+            L.llama_sampler_chain_add(self._chain, L.llama_sampler_init_top_k(top_k))
+        if top_p < 1.0:
+            L.llama_sampler_chain_add(self._chain, L.llama_sampler_init_top_p(top_p, 1))
+        if min_p > 0.0:
+            L.llama_sampler_chain_add(self._chain, L.llama_sampler_init_min_p(min_p, 1))
+        L.llama_sampler_chain_add(self._chain, L.llama_sampler_init_temp(temperature))
+        L.llama_sampler_chain_add(self._chain, L.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+
+    def sample(self, ctx: L.llama_context_p, batch_index: int) -> int:
+        """Sample from the logits of batch token ``batch_index`` of the last decode."""
+        return int(L.llama_sampler_sample(self._chain, ctx, batch_index))
+
+    def close(self) -> None:
+        if self._chain is not None:
+            L.llama_sampler_free(self._chain)
+            self._chain = None
+
+    def __del__(self) -> None:
+        self.close()

@@ -1,0 +1,285 @@
+"""Token-level speculative decoding: a draft engine proposes, the target verifies.
+
+Each round, every live sequence gets k draft tokens (k draft decodes, all
+sequences batched), then the target evaluates ``[last token] + drafts`` for
+all sequences in one batch.  Greedy: drafts are kept while they equal the
+target's argmax, then the target's own token is appended, so the output is
+exactly the target's greedy output.  Sampling: draft token d with draft
+probability q(d) is kept with probability min(1, p(d)/q(d)); on the first
+rejection a token is drawn from normalise(max(0, p - q)); if all k are kept a
+bonus token is drawn from p (Leviathan et al. 2023; Chen et al. 2023), so the
+output distribution is the target's.
+
+k adapts: a cost model (decode time as a + b * tokens-in-batch for each
+engine, acceptance probability alpha) picks the k with the highest expected
+tokens per second, k = 0 (plain target decoding) when drafting does not pay,
+with an occasional probe round to notice when it starts paying.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from .engine import Engine, GenerateOutput, GenerateStats, Generation, StopChecker, _as_prompt_list
+from .errors import IncompatibleVocabError
+from .sampling import GREEDY, SamplingParams, distribution, log_softmax_at, sample_from
+
+MAX_VOCAB_SIZE_DIFF = 128  # as llama.cpp's own speculative example allows
+
+
+def check_vocab_compatible(target: Engine, draft: Engine) -> None:
+    """Raise IncompatibleVocabError unless draft token ids mean the same as the target's."""
+    if target.info.vocab_fingerprint == draft.info.vocab_fingerprint:
+        return
+    t_name, d_name = target.info.name, draft.info.name
+    diff = abs(target.n_vocab - draft.n_vocab)
+    if diff > MAX_VOCAB_SIZE_DIFF:
+        raise IncompatibleVocabError(
+            f"draft {d_name!r} has {draft.n_vocab} tokens, target {t_name!r} has {target.n_vocab}: "
+            "different vocabularies cannot be used for speculative decoding"
+        )
+    for tok in range(min(target.n_vocab, draft.n_vocab)):
+        a, b = target.vocab.text(tok), draft.vocab.text(tok)
+        if a != b:
+            raise IncompatibleVocabError(
+                f"draft {d_name!r} and target {t_name!r} have different vocabularies: "
+                f"token {tok} is {b!r} in the draft but {a!r} in the target"
+            )
+
+
+class _LinearCost:
+    """Online least squares fit of seconds = a + b * tokens, with forgetting."""
+
+    def __init__(self, decay: float = 0.9) -> None:
+        self.decay = decay
+        self.s = np.zeros(5)  # sum w, w*x, w*x^2, w*y, w*x*y
+
+    def add(self, tokens: int, seconds: float) -> None:
+        x, y = float(tokens), float(seconds)
+        self.s = self.s * self.decay + np.array([1.0, x, x * x, y, x * y])
+
+    @property
+    def known(self) -> bool:
+        return self.s[0] > 0
+
+    def predict(self, tokens: int) -> float:
+        w, sx, sxx, sy, sxy = self.s
+        var = sxx * w - sx * sx
+        if var > 1e-9 * max(w * sxx, 1e-12):
+            b = (w * sxy - sx * sy) / var
+            a = (sy - b * sx) / w
+            if a >= 0 and b >= 0:
+                return a + b * tokens
+        # One batch size seen so far: assume time grows in proportion (pessimistic for drafting).
+        return sy / sx * tokens if sx > 0 else 0.0
+
+
+@dataclass
+class AdaptiveDraftLength:
+    """Chooses k per round from measured costs and acceptance."""
+
+    k_init: int = 4
+    k_max: int = 8
+    probe_every: int = 32
+    adaptive: bool = True
+    alpha: float = 0.7
+    draft_cost: _LinearCost = field(default_factory=_LinearCost)
+    target_cost: _LinearCost = field(default_factory=_LinearCost)
+    _plain_rounds: int = 0
+    _plain_measured: bool = False
+
+    def observe_acceptance(self, accepted: int, tested: int) -> None:
+        if tested:
+            w = min(1.0, tested / 16)
+            self.alpha = (1 - w) * self.alpha + w * (accepted / tested)
+
+    def expected_rate(self, k: int, n: int) -> float:
+        a = min(self.alpha, 0.999)
+        tokens = n * (1 - a ** (k + 1)) / (1 - a)
+        seconds = self.target_cost.predict(n * (k + 1)) + k * self.draft_cost.predict(n)
+        return tokens / seconds if seconds > 0 else 0.0
+
+    def choose(self, n: int) -> int:
+        if not self.adaptive:
+            return self.k_init
+        if not self.draft_cost.known:
+            return self.k_init  # first round: measure drafting
+        if not self._plain_measured:
+            self._plain_measured = True
+            return 0  # second round: measure plain decoding
+        best = max(range(self.k_max + 1), key=lambda k: self.expected_rate(k, n))
+        if best == 0:
+            self._plain_rounds += 1
+            if self._plain_rounds % self.probe_every == 0:
+                return max(2, min(self.k_init, self.k_max))  # probe: has drafting started to pay?
+        return best
+
+
+class SpeculativeDecoder:
+    """Target engine + draft engine; ``generate`` mirrors Engine.generate."""
+
+    def __init__(self, target: Engine, draft: Engine, k: int = 4, adaptive: bool = True, k_max: int = 8) -> None:
+        check_vocab_compatible(target, draft)
+        self.target = target
+        self.draft = draft
+        self.policy = AdaptiveDraftLength(k_init=k, k_max=max(k, k_max), adaptive=adaptive)
+
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]] | Sequence[int],
+        n: int = 1,
+        *,
+        max_tokens: int = 128,
+        sampling: SamplingParams = GREEDY,
+        seeds: Sequence[int] | None = None,
+        stop: Sequence[str] = (),
+    ) -> GenerateOutput:
+        prompts = _as_prompt_list(prompts)
+        total = len(prompts) * n
+        seeds = list(seeds) if seeds is not None else list(range(total))
+        if len(seeds) != total:
+            raise ValueError(f"need {total} seeds, got {len(seeds)}")
+        stats = GenerateStats()
+        t0 = time.perf_counter()
+        with self.target._lock, self.draft._lock:
+            try:
+                gens = _SpecRun(self, prompts, n, max_tokens, sampling, seeds, stop, stats).run()
+            finally:
+                self.target._release()
+                self.draft._release()
+        stats.wall_seconds = time.perf_counter() - t0
+        stats.generated_tokens = sum(len(g.tokens) for g in gens)
+        return GenerateOutput(gens, stats)
+
+
+class _SpecRun:
+    """State of one speculative generate call."""
+
+    def __init__(self, dec: SpeculativeDecoder, prompts, n, max_tokens, sampling, seeds, stop, stats) -> None:
+        self.dec, self.t, self.d = dec, dec.target, dec.draft
+        self.prompts, self.n, self.max_tokens = prompts, n, max_tokens
+        self.sampling, self.stats = sampling, stats
+        self.rngs = [np.random.default_rng(s) for s in seeds]
+        self.checkers = [StopChecker(stop) for _ in seeds]
+        k_total = len(seeds)
+        self.ctx: list[list[int]] = []
+        self.out: list[list[int]] = [[] for _ in range(k_total)]
+        self.logprobs: list[list[float]] = [[] for _ in range(k_total)]
+        self.finish: list[str | None] = [None] * k_total
+        self.prompt_of = [i for i in range(len(prompts)) for _ in range(n)]
+
+    def run(self) -> list[Generation]:
+        t_slots = [c for s in self.t.prefill(self.prompts, self.stats) for c in self.t._fork(s, self.n)]
+        d_slots = [c for s in self.d.prefill(self.prompts, GenerateStats()) for c in self.d._fork(s, self.n)]
+        self.t_slots, self.d_slots = t_slots, d_slots
+        self.ctx = [list(self.prompts[i]) for i in self.prompt_of]
+        live = list(range(len(self.ctx)))
+        while live:
+            k = self.dec.policy.choose(len(live))
+            self._round(live, k)
+            live = [s for s in live if self.finish[s] is None]
+        return [
+            Generation(self.checkers[s].finish(), self.out[s], self.logprobs[s], self.finish[s] or "length", self.prompt_of[s])
+            for s in range(len(self.ctx))
+        ]
+
+    def _room(self, s: int) -> int:
+        """Most tokens sequence s may still emit."""
+        return min(self.max_tokens - len(self.out[s]), self.t.n_ctx - 1 - len(self.ctx[s]))
+
+    def _round(self, live: list[int], k: int) -> None:
+        policy = self.dec.policy
+        ks = {s: max(0, min(k, self._room(s) - 1, self.d.n_ctx - 1 - len(self.ctx[s]))) for s in live}
+        drafts: dict[int, list[int]] = {s: [] for s in live}
+        q: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {s: [] for s in live}
+        # Draft: k batched decodes; step 0 also feeds whatever the draft has not seen.
+        for step in range(max(ks.values(), default=0)):
+            active = [s for s in live if step < ks[s]]
+            jobs = []
+            for s in active:
+                held = len(self.d.slots.tokens[self.d_slots[s]])
+                seq = self.ctx[s] + drafts[s]
+                jobs.append((self.d_slots[s], seq[held:], [len(seq) - held - 1]))
+            t0 = time.perf_counter()
+            rows = self.d._evaluate(jobs)
+            dt = time.perf_counter() - t0
+            policy.draft_cost.add(sum(len(j[1]) for j in jobs), dt)
+            self.stats.draft_seconds += dt
+            for s, (row,) in zip(active, rows):
+                ids, probs = distribution(row, self.sampling)
+                tok = int(ids[0]) if self.sampling.greedy else sample_from(ids, probs, self.rngs[s])
+                drafts[s].append(tok)
+                q[s].append((ids, probs))
+        # Verify: one target batch with [last token] + drafts of every sequence.
+        jobs = []
+        for s in live:
+            held = len(self.t.slots.tokens[self.t_slots[s]])
+            new = self.ctx[s][held:] + drafts[s]
+            first = len(new) - len(drafts[s]) - 1
+            jobs.append((self.t_slots[s], new, list(range(first, len(new)))))
+        calls0 = self.t.decode_calls
+        t0 = time.perf_counter()
+        rows = self.t._evaluate(jobs)
+        dt = time.perf_counter() - t0
+        policy.target_cost.add(sum(len(j[1]) for j in jobs), dt)
+        self.stats.target_seconds += dt
+        self.stats.target_passes += self.t.decode_calls - calls0
+        self.stats.decode_calls += self.t.decode_calls - calls0
+        accepted_all = tested_all = 0
+        for s, target_rows in zip(live, rows):
+            emitted, m = self._accept(s, drafts[s], q[s], target_rows)
+            self.stats.drafted += len(drafts[s])
+            self.stats.accepted += m
+            accepted_all += m
+            tested_all += m + (1 if m < len(drafts[s]) else 0)
+            base = len(self.ctx[s])
+            for tok, row in zip(emitted, target_rows):
+                self._emit(s, tok, row)
+                if self.finish[s] is not None:
+                    break
+            # Caches keep what the new context shares with what they were fed.
+            self.t._truncate(self.t_slots[s], base + m)
+            self.d._truncate(self.d_slots[s], base + min(m, max(len(drafts[s]) - 1, 0)))
+        policy.observe_acceptance(accepted_all, tested_all)
+
+    def _accept(self, s, drafts, q, rows) -> tuple[list[int], int]:
+        """Tokens to emit and how many drafts were accepted."""
+        if self.sampling.greedy:
+            m = 0
+            while m < len(drafts) and drafts[m] == int(np.argmax(rows[m])):
+                m += 1
+            return drafts[:m] + [int(np.argmax(rows[m]))], m
+        rng = self.rngs[s]
+        n_vocab = max(self.t.n_vocab, self.d.n_vocab)
+        for i, tok in enumerate(drafts):
+            p_ids, p_probs = distribution(rows[i], self.sampling)
+            q_ids, q_probs = q[i]
+            p_tok = float(p_probs[p_ids == tok].sum())
+            q_tok = float(q_probs[q_ids == tok].sum())
+            if rng.random() * q_tok < p_tok:  # accept with probability min(1, p/q)
+                continue
+            p = np.zeros(n_vocab)
+            p[p_ids] = p_probs
+            p[q_ids] -= q_probs
+            np.maximum(p, 0.0, out=p)
+            support = np.nonzero(p)[0]
+            return drafts[:i] + [sample_from(support, p[support], rng)], i
+        p_ids, p_probs = distribution(rows[len(drafts)], self.sampling)
+        return drafts + [sample_from(p_ids, p_probs, rng)], len(drafts)
+
+    def _emit(self, s: int, tok: int, row: np.ndarray) -> None:
+        self.ctx[s].append(tok)
+        self.out[s].append(tok)
+        self.logprobs[s].append(float(log_softmax_at(row, [tok])[0]))
+        if self.t.is_eog(tok):
+            self.finish[s] = "eos"
+        elif self.checkers[s].push(self.t.vocab.piece(tok)):
+            self.finish[s] = "stop"
+        elif len(self.out[s]) >= self.max_tokens:
+            self.finish[s] = "length"
+        elif len(self.ctx[s]) + 1 >= self.t.n_ctx:
+            self.finish[s] = "context"

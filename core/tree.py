@@ -1,0 +1,130 @@
+"""The search tree: thought nodes, per-step records, statistics, the result."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Source = Literal["small", "large"]
+# generated:   made by the method's own generator (ar/sps/small, SpecSearch's first step)
+# accepted:    a small-model draft whose score reached the threshold
+# rejected:    a small-model draft below the threshold (discarded)
+# regenerated: a large-model thought that replaced a rejected draft
+Fate = Literal["pending", "generated", "accepted", "rejected", "regenerated"]
+
+
+@dataclass
+class ThoughtNode:
+    id: int
+    parent_id: int | None  # None: a first step, child of the question
+    depth: int  # 1-based step number
+    text: str
+    n_tokens: int
+    source: Source
+    fate: Fate = "pending"
+    score: float | None = None  # PRM score of this step, in [0, 1]
+    path_score: float | None = None  # aggregated over the path (last/min/prod)
+    beta: float | None = None  # threshold in force when this thought was judged
+    selected: bool = False  # kept in the beam
+    finished: bool = False  # ends a solution (end-of-generation or a final answer)
+    replaces: int | None = None  # for regenerated thoughts: the rejected draft's id
+    seconds: float = 0.0  # generation wall time of the batch that produced it
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ThoughtNode":
+        return cls(**data)
+
+
+@dataclass
+class StepRecord:
+    step: int
+    beta: float | None
+    drafted: list[int] = field(default_factory=list)
+    accepted: list[int] = field(default_factory=list)
+    rejected: list[int] = field(default_factory=list)
+    regenerated: list[int] = field(default_factory=list)
+    selected: list[int] = field(default_factory=list)
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class SearchStats:
+    wall_seconds: float = 0.0
+    # draft / score / regenerate / select (baselines: generate / score / select)
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    tokens: dict[str, int] = field(default_factory=lambda: {"small": 0, "large": 0})
+    model_seconds: dict[str, float] = field(default_factory=lambda: {"small": 0.0, "large": 0.0})
+    thoughts_drafted: int = 0
+    thoughts_accepted: int = 0
+    thoughts_rejected: int = 0
+    thoughts_regenerated: int = 0
+    tokens_drafted: int = 0  # token-level speculative decoding
+    tokens_accepted: int = 0
+    target_passes: int = 0
+
+    @property
+    def thought_acceptance_rate(self) -> float | None:
+        judged = self.thoughts_accepted + self.thoughts_rejected
+        return self.thoughts_accepted / judged if judged else None
+
+    @property
+    def token_acceptance_rate(self) -> float | None:
+        return self.tokens_accepted / self.tokens_drafted if self.tokens_drafted else None
+
+    def tokens_per_second(self, model: str) -> float | None:
+        secs = self.model_seconds.get(model, 0.0)
+        return self.tokens.get(model, 0) / secs if secs > 0 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["thought_acceptance_rate"] = self.thought_acceptance_rate
+        out["token_acceptance_rate"] = self.token_acceptance_rate
+        out["tokens_per_second"] = {m: self.tokens_per_second(m) for m in ("small", "large")}
+        return out
+
+
+@dataclass
+class SearchResult:
+    question: str
+    method: str
+    config: dict[str, Any]
+    nodes: list[ThoughtNode]
+    steps: list[StepRecord]
+    best_leaf_id: int | None
+    solution: str  # the best path's thoughts joined with the delimiter
+    answer: str | None  # extracted final answer, if any
+    stats: SearchStats
+    cancelled: bool = False
+
+    def node(self, node_id: int) -> ThoughtNode:
+        return self.nodes[node_id]
+
+    def path(self, node_id: int | None) -> list[ThoughtNode]:
+        """Nodes from the first step down to ``node_id``."""
+        out: list[ThoughtNode] = []
+        while node_id is not None:
+            node = self.nodes[node_id]
+            out.append(node)
+            node_id = node.parent_id
+        return out[::-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "method": self.method,
+            "config": self.config,
+            "nodes": [n.to_dict() for n in self.nodes],
+            "steps": [s.to_dict() for s in self.steps],
+            "best_leaf_id": self.best_leaf_id,
+            "solution": self.solution,
+            "answer": self.answer,
+            "stats": self.stats.to_dict(),
+            "cancelled": self.cancelled,
+        }
