@@ -54,6 +54,10 @@ class LoadOptions:
     """Sequences the KV cache can hold at once (beams x children + prompts)."""
     n_batch: int = 512
     """Most tokens per llama_decode call."""
+    batch_invariant: bool = False
+    """f32 KV cache and no flash attention: twice the KV memory, but logits no
+    longer depend on how a sequence was split into batches (tests that compare
+    token for token use it; the default is the faster f16 cache)."""
 
 
 @dataclass
@@ -172,6 +176,7 @@ class Engine:
                 n_batch=self.n_batch,
                 n_seq_max=self.options.n_seq_max,
                 n_threads=self.n_threads,
+                batch_invariant=self.options.batch_invariant,
             )
         except BaseException:
             lla.free_model(self._model)

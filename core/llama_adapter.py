@@ -124,10 +124,20 @@ def model_facts(model: L.llama_model_p) -> ModelFacts:
 
 
 # --------------------------------------------------------------- contexts ---
+GGML_TYPE_F32 = 0
+FLASH_ATTN_DISABLED = 0
+
+
 def new_context(
-    model: L.llama_model_p, *, n_ctx: int, n_batch: int, n_seq_max: int, n_threads: int
+    model: L.llama_model_p, *, n_ctx: int, n_batch: int, n_seq_max: int, n_threads: int, batch_invariant: bool = False
 ) -> L.llama_context_p:
     params = L.llama_context_default_params()
+    if batch_invariant:
+        # f16 KV entries and flash attention's f16 accumulation round differently
+        # depending on how a sequence was split into batches; f32 KV without
+        # flash attention leaves ~1e-6 differences instead of ~1e-3.
+        params.type_k = params.type_v = GGML_TYPE_F32
+        params.flash_attn_type = FLASH_ATTN_DISABLED
     params.n_ctx = n_ctx
     params.n_batch = n_batch
     params.n_ubatch = n_batch
