@@ -1,1 +1,30 @@
-"""specsearch.core"""
+"""specsearch.core: engine, speculative decoding, reward models, search (no UI)."""
+
+from .api import ModelSpec, Solver
+from .config import METHODS, SearchConfig
+from .engine import Engine, GenerateOutput, Generation, LoadOptions, ScoreRequest
+from .errors import (
+    ContextOverflowError,
+    CorruptModelError,
+    IncompatibleVocabError,
+    KVCacheFullError,
+    ModelLoadError,
+    ModelNotFoundError,
+    NotGGUFError,
+    SearchCancelled,
+    SpecSearchError,
+)
+from .events import CancelToken, EventBus, SearchEvent
+from .prm import JudgePRM, RewardModel, StepTagPRM
+from .sampling import SamplingParams
+from .speculative import SpeculativeDecoder
+from .tree import SearchResult, SearchStats, StepRecord, ThoughtNode
+
+__all__ = [
+    "CancelToken", "ContextOverflowError", "CorruptModelError", "Engine", "EventBus",
+    "GenerateOutput", "Generation", "IncompatibleVocabError", "JudgePRM", "KVCacheFullError",
+    "LoadOptions", "METHODS", "ModelLoadError", "ModelNotFoundError", "ModelSpec", "NotGGUFError",
+    "RewardModel", "SamplingParams", "ScoreRequest", "SearchCancelled", "SearchConfig", "SearchEvent",
+    "SearchResult", "SearchStats", "Solver", "SpecSearchError", "SpeculativeDecoder", "StepRecord",
+    "StepTagPRM", "ThoughtNode",
+]

@@ -103,9 +103,11 @@ class AdaptiveDraftLength:
         seconds = self.target_cost.predict(n * (k + 1)) + k * self.draft_cost.predict(n)
         return tokens / seconds if seconds > 0 else 0.0
 
-    def choose(self, n: int) -> int:
+    def choose(self, n: int, greedy: bool, alpha: float) -> int:
         if not self.adaptive:
             return self.k_init
+        if not greedy:
+            return self._choose_static(alpha)
         if not self.draft_cost.known:
             return self.k_init  # first round: measure drafting
         if not self._plain_measured:
@@ -118,6 +120,23 @@ class AdaptiveDraftLength:
                 return max(2, min(self.k_init, self.k_max))  # probe: has drafting started to pay?
         return best
 
+    def _choose_static(self, alpha: float) -> int:
+        """Sampled output depends on k (not its distribution), so for sampling k
+        must not depend on wall-clock timings, or the same seed would not give
+        the same text twice.  This choice uses only the call's own acceptance
+        history and a static cost model: a draft step costs ``draft_ratio`` of
+        a target step; verifying k+1 tokens costs 1 + ``verify_growth`` * k.
+        """
+        a = min(alpha, 0.999)
+
+        def rate(k: int) -> float:
+            return (1 - a ** (k + 1)) / (1 - a) / (1 + self.verify_growth * k + self.draft_ratio * k)
+
+        return max(range(self.k_max + 1), key=rate)
+
+    draft_ratio: float = 0.5
+    verify_growth: float = 1.0
+
 
 class SpeculativeDecoder:
     """Target engine + draft engine; ``generate`` mirrors Engine.generate."""
@@ -127,6 +146,11 @@ class SpeculativeDecoder:
         self.target = target
         self.draft = draft
         self.policy = AdaptiveDraftLength(k_init=k, k_max=max(k, k_max), adaptive=adaptive)
+        # Static costs for sampling mode: decoding is memory-bound, so a step
+        # costs in proportion to the weights read; on the CPU verification is
+        # compute-bound (k+1 tokens cost ~k+1 steps), on a GPU nearly flat.
+        self.policy.draft_ratio = draft.info.file_size / max(1, target.info.file_size)
+        self.policy.verify_growth = 0.1 if target.n_gpu_layers > 0 else 1.0
 
     def generate(
         self,
@@ -178,8 +202,11 @@ class _SpecRun:
         self.t_slots, self.d_slots = t_slots, d_slots
         self.ctx = [list(self.prompts[i]) for i in self.prompt_of]
         live = list(range(len(self.ctx)))
+        self.accepted = self.tested = 0
         while live:
-            k = self.dec.policy.choose(len(live))
+            # prior 0.7 for acceptance, then this call's own history
+            alpha = (self.accepted + 0.7 * 8) / (self.tested + 8)
+            k = self.dec.policy.choose(len(live), self.sampling.greedy, alpha)
             self._round(live, k)
             live = [s for s in live if self.finish[s] is None]
         return [
@@ -245,6 +272,8 @@ class _SpecRun:
             self.t._truncate(self.t_slots[s], base + m)
             self.d._truncate(self.d_slots[s], base + min(m, max(len(drafts[s]) - 1, 0)))
         policy.observe_acceptance(accepted_all, tested_all)
+        self.accepted += accepted_all
+        self.tested += tested_all
 
     def _accept(self, s, drafts, q, rows) -> tuple[list[int], int]:
         """Tokens to emit and how many drafts were accepted."""

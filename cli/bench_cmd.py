@@ -1,0 +1,95 @@
+"""``specsearch bench``: methods on a dataset (default), or ``bench engine``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tqdm import tqdm  # already a dependency of huggingface-hub
+
+from specsearch.core.bench import format_table, run_benchmark
+from specsearch.core.config import METHODS
+from specsearch.core.datasets import load_dataset
+
+from .common import print_json
+from .search_args import add_model_args, add_search_args, make_solver, search_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="benchmark methods on a dataset, or the engine itself (`bench engine`)",
+        description="`specsearch bench --dataset gsm8k --methods ar,sps,specsearch --out DIR` runs each "
+        "method on the same problems with the same seeds, appending results to DIR/results.jsonl as it "
+        "goes (re-running resumes), then prints accuracy, latency, speed-up vs ar and acceptance rates "
+        "and writes summary.json, results.csv and plot.png. `specsearch bench engine --small S --large L` "
+        "measures decode throughput, speculative decoding and scoring side by side.",
+    )
+    p.add_argument("what", nargs="?", choices=("search", "engine"), default="search",
+                   help="search (default): methods on a dataset; engine: engine throughput")
+    p.add_argument("--dataset", default="gsm8k", help="gsm8k, math500 or a JSONL file with question/answer (default gsm8k)")
+    p.add_argument("--n", type=int, default=50, help="number of problems (default 50)")
+    p.add_argument("--methods", default="ar,sps,specsearch", help="comma-separated, from " + ",".join(METHODS))
+    p.add_argument("--out", default="bench-out", help="output folder (default ./bench-out)")
+    p.add_argument("--prompts", help="bench engine: JSONL with question fields (default: packaged GSM8K)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_model_args(p)
+    add_search_args(p, methods_flag=False)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_engine(args) if args.what == "engine" else run_search(args)
+
+
+def run_search(args: argparse.Namespace) -> int:
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        print(f"specsearch: error: unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}", file=sys.stderr)
+        return 2
+    problems = load_dataset(args.dataset, args.n)
+    solver = make_solver(args)
+    configs = {m: search_config(args, m) for m in methods}
+    bar = tqdm(total=len(problems) * len(methods), unit="run", file=sys.stderr, dynamic_ncols=True)
+    correct: dict[str, int] = {m: 0 for m in methods}
+    seen: dict[str, int] = {m: 0 for m in methods}
+
+    def on_progress(p) -> None:
+        seen[p.method] += 1
+        correct[p.method] += p.correct
+        bar.set_postfix_str(" ".join(f"{m}:{correct[m]}/{seen[m]}" for m in methods))
+        bar.update(1)
+
+    with solver:
+        summary = run_benchmark(problems, methods, lambda prob, m: solver.solve(prob.question, configs[m]),
+                                Path(args.out), on_progress)
+    bar.close()
+    if args.json:
+        print_json({m: s.to_dict() for m, s in summary.methods.items()})
+    else:
+        print(format_table(summary))
+        print(f"\nresults in {Path(args.out).resolve()} (summary.json, results.csv, plot.png)")
+    return 0
+
+
+def run_engine(args: argparse.Namespace) -> int:
+    from specsearch.core.bench_engine import format_engine_table, run_engine_bench
+    from specsearch.core.engine import Engine, LoadOptions
+    from specsearch.core.errors import SpecSearchError
+
+    if not (args.small and args.large):
+        raise SpecSearchError("bench engine needs --small and --large")
+    options = LoadOptions(n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers, n_threads=args.threads)
+    problems = load_dataset(args.prompts or "gsm8k", 20)
+    log = (lambda s: print(s, file=sys.stderr)) if args.json else print
+    with Engine(args.small, options) as small, Engine(args.large, options) as large:
+        prompts = [large.chat_tokens([{"role": "user", "content": p.question}]) for p in problems]
+        result = run_engine_bench(small, large, prompts, log=log)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print("\n" + format_engine_table(result))
+    return 0

@@ -1,0 +1,43 @@
+"""Options and helpers shared by several subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from specsearch.core.engine import LoadOptions
+
+
+def add_load_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model loading")
+    group.add_argument("--n-gpu-layers", type=int, default=None, metavar="N",
+                       help="layers to offload to the GPU (default: all when llama.cpp has a GPU backend, else 0)")
+    group.add_argument("--n-ctx", type=int, default=None, metavar="N",
+                       help="context size in tokens per model (default: the model's own, capped to an 8192-token / 1 GiB KV budget)")
+    group.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads (default: all cores)")
+
+
+def load_options(args: argparse.Namespace) -> LoadOptions:
+    return LoadOptions(n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers, n_threads=args.threads)
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=str)
+    sys.stdout.write("\n")
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def human_count(n: int) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)

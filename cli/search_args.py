@@ -1,0 +1,98 @@
+"""Model and search options shared by ``solve`` and ``bench``."""
+
+from __future__ import annotations
+
+import argparse
+
+from specsearch.core.api import ModelSpec, Solver
+from specsearch.core.config import METHODS, SearchConfig
+from specsearch.core.errors import SpecSearchError
+
+DEFAULTS = SearchConfig(method="specsearch")
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("models (default: the model manager's defaults, see `specsearch models list`)")
+    g.add_argument("--small", metavar="S.gguf", help="small (draft) model")
+    g.add_argument("--large", metavar="L.gguf", help="large (target) model")
+    g.add_argument("--prm", metavar="P.gguf", help="reward model (default: the small model as judge)")
+    g.add_argument("--prm-kind", choices=("judge", "step-tag"), default="judge",
+                   help="judge: an instruct model answers yes/no per step; step-tag: a Math-Shepherd style PRM")
+    g.add_argument("--n-gpu-layers", type=int, default=None, metavar="N", help="GPU layers per model (default: all if a GPU backend exists)")
+    g.add_argument("--n-ctx", type=int, default=None, metavar="N", help="context tokens per model (default: automatic)")
+    g.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads (default: all cores)")
+
+
+def add_search_args(parser: argparse.ArgumentParser, methods_flag: bool = True) -> None:
+    g = parser.add_argument_group("search")
+    if methods_flag:
+        g.add_argument("--method", choices=METHODS, default="specsearch",
+                       help="specsearch (default), ar (large only), sps (large + token-level drafting), small (small only)")
+    g.add_argument("--beam", type=int, default=DEFAULTS.beam_width, metavar="B", help=f"beams kept per step (default {DEFAULTS.beam_width})")
+    g.add_argument("--children", type=int, default=DEFAULTS.children, metavar="N", help=f"thoughts per beam per step (default {DEFAULTS.children})")
+    g.add_argument("--depth", type=int, default=DEFAULTS.max_depth, metavar="D", help=f"most steps (default {DEFAULTS.max_depth})")
+    g.add_argument("--step-tokens", type=int, default=DEFAULTS.max_step_tokens, metavar="T", help=f"token budget per step (default {DEFAULTS.max_step_tokens})")
+    g.add_argument("--temperature", type=float, default=DEFAULTS.temperature, help=f"default {DEFAULTS.temperature}")
+    g.add_argument("--seed", type=int, default=0, help="default 0")
+    g.add_argument("--theta", type=float, default=DEFAULTS.theta, help=f"threshold EMA weight θ (default {DEFAULTS.theta})")
+    g.add_argument("--threshold-stat", choices=("mean", "max", "quantile"), default=DEFAULTS.threshold_stat,
+                   help="Θ: statistic of the large model's step scores (default mean)")
+    g.add_argument("--quantile", type=float, default=DEFAULTS.threshold_quantile, help="q for --threshold-stat quantile")
+    g.add_argument("--fixed-beta", type=float, default=None, metavar="β",
+                   help="use a constant threshold instead of the adaptive one")
+    g.add_argument("--aggregation", choices=("last", "min", "prod"), default=DEFAULTS.aggregation,
+                   help="how step scores combine into a path score (default last)")
+    g.add_argument("--vote", action="store_true", help="answer by PRM-weighted majority vote over finished leaves")
+
+
+def search_config(args: argparse.Namespace, method: str | None = None) -> SearchConfig:
+    return SearchConfig(
+        method=method or args.method,
+        beam_width=args.beam,
+        children=args.children,
+        max_depth=args.depth,
+        max_step_tokens=args.step_tokens,
+        temperature=args.temperature,
+        seed=args.seed,
+        theta=args.theta,
+        threshold_stat=args.threshold_stat,
+        threshold_quantile=args.quantile,
+        threshold_mode="fixed" if args.fixed_beta is not None else "adaptive",
+        fixed_beta=args.fixed_beta if args.fixed_beta is not None else DEFAULTS.fixed_beta,
+        aggregation=args.aggregation,
+        answer_selection="weighted_vote" if args.vote else "best",
+    )
+
+
+def _registry_defaults() -> dict:
+    try:
+        from specsearch.models import Registry
+
+        return {role: entry for role, entry in Registry.load().defaults().items() if entry is not None}
+    except SpecSearchError:
+        return {}
+
+
+def make_solver(args: argparse.Namespace) -> Solver:
+    given = {role: getattr(args, role) for role in ("small", "large", "prm")}
+    defaults = _registry_defaults() if None in given.values() else {}
+    specs = {}
+    for role in ("small", "large", "prm"):
+        path = getattr(args, role)
+        entry = defaults.get(role)
+        if path is None and entry is not None:
+            path = entry.path
+        if path is None:
+            specs[role] = None
+            continue
+        n_gpu = args.n_gpu_layers
+        if n_gpu is None and entry is not None and path == entry.path and isinstance(entry.n_gpu_layers, int):
+            n_gpu = entry.n_gpu_layers
+        specs[role] = ModelSpec(path, n_gpu_layers=n_gpu, n_ctx=args.n_ctx, n_threads=args.threads)
+    if specs["prm"] is None:
+        specs["prm"] = specs["small"] or specs["large"]
+    if specs["small"] is None and specs["large"] is None:
+        raise SpecSearchError(
+            "no models given: pass --small/--large/--prm, or set defaults with `specsearch models set-default`"
+        )
+    return Solver(specs["small"], specs["large"], specs["prm"], prm_kind=args.prm_kind)

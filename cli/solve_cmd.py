@@ -1,0 +1,102 @@
+"""``specsearch solve``: one question, the search streamed to stdout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from specsearch.core import events as ev
+from specsearch.core.tree import SearchResult
+
+from .search_args import add_model_args, add_search_args, make_solver, search_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "solve",
+        help="solve one question with speculative search, streaming its steps",
+        description="Solve a question by beam search over reasoning steps. With --method specsearch "
+        "the small model drafts each step, the reward model scores the drafts, and the large model "
+        "rewrites only drafts below the threshold β. Steps are printed as they happen.",
+    )
+    p.add_argument("question", help="the question ('-' reads standard input)")
+    p.add_argument("--json", action="store_true", help="one JSON event per line instead of text")
+    add_model_args(p)
+    add_search_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    question = sys.stdin.read().strip() if args.question == "-" else args.question
+    config = search_config(args)
+    solver = make_solver(args)
+    printer = _json_line if args.json else TextPrinter().handle
+    with solver:
+        result = solver.solve(question, config, on_event=printer)
+    return 0 if not result.cancelled else 130
+
+
+def _json_line(event: ev.SearchEvent) -> None:
+    sys.stdout.write(json.dumps(event.to_dict(), ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _short(text: str, width: int = 90) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+class TextPrinter:
+    """Human-readable stream: one line per thought, symbols carry the fate."""
+
+    def __init__(self, out=None) -> None:
+        self.out = out or sys.stdout
+        self.scores: dict[int, float] = {}
+
+    def say(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+
+    def handle(self, event: ev.SearchEvent) -> None:
+        if isinstance(event, ev.SearchStarted):
+            self.say(f"method {event.method}: {_short(event.question, 200)}")
+        elif isinstance(event, ev.StepStarted):
+            beta = f"  β = {event.beta:.3f}" if event.beta is not None else ""
+            self.say(f"\nstep {event.step}{beta}")
+        elif isinstance(event, ev.ThoughtDrafted):
+            n = event.node
+            self.say(f"  · #{n.id:<3} {n.source:<5} drafted   {_short(n.text)}")
+        elif isinstance(event, ev.ThoughtScored):
+            self.scores[event.node_id] = event.score
+        elif isinstance(event, ev.ThoughtAccepted):
+            self.say(f"  ✓ #{event.node_id:<3} accepted  score {event.score:.3f} ≥ β {event.beta:.3f}")
+        elif isinstance(event, ev.ThoughtRejected):
+            self.say(f"  ✗ #{event.node_id:<3} rejected  score {event.score:.3f} < β {event.beta:.3f}")
+        elif isinstance(event, ev.ThoughtRegenerated):
+            n = event.node
+            self.say(f"  ↻ #{n.id:<3} large rewrites #{event.replaces}: {_short(n.text)}")
+        elif isinstance(event, ev.BeamsSelected):
+            kept = ", ".join(f"#{i} ({self.scores.get(i, 0):.2f})" for i in event.selected_ids)
+            done = f"; finished {', '.join(f'#{i}' for i in event.finished_ids)}" if event.finished_ids else ""
+            self.say(f"  ★ kept {kept}{done}")
+        elif isinstance(event, ev.SearchFinished):
+            self.summary(event.result)
+
+    def summary(self, r: SearchResult) -> None:
+        s = r.stats
+        self.say("\n" + ("search cancelled — best so far:" if r.cancelled else "solution:"))
+        self.say(r.solution or "(none)")
+        self.say(f"\nanswer: {r.answer if r.answer is not None else '(no final answer found)'}")
+        parts = [f"{s.wall_seconds:.1f}s"]
+        for model in ("small", "large"):
+            tps = s.tokens_per_second(model)
+            if s.tokens.get(model):
+                parts.append(f"{model} {s.tokens[model]} tok" + (f" @ {tps:.1f} tok/s" if tps else ""))
+        if s.thought_acceptance_rate is not None:
+            parts.append(f"thoughts accepted {s.thoughts_accepted}/{s.thoughts_accepted + s.thoughts_rejected} "
+                         f"({s.thought_acceptance_rate:.0%})")
+        if s.token_acceptance_rate is not None:
+            parts.append(f"draft tokens accepted {s.token_acceptance_rate:.0%}")
+        self.say("stats: " + ", ".join(parts))
+        phases = ", ".join(f"{k} {v:.1f}s" for k, v in s.phase_seconds.items())
+        self.say(f"time by phase: {phases}")

@@ -1,0 +1,491 @@
+"""The search benchmark: every method on every problem, resumable, summarised.
+
+:func:`run_benchmark` knows nothing about engines: it is handed a ``solve``
+callable (problem, method) -> :class:`~specsearch.core.tree.SearchResult` and
+does the bookkeeping:
+
+* ``results.jsonl`` -- one JSON line per finished (problem, method), appended,
+  flushed and fsync'ed, so killing the process loses at most the line being
+  written.  Re-running with the same ``out_dir`` skips the pairs already there
+  (resume); a torn last line is cut off and that pair runs again.  A pair whose
+  recorded search was *cancelled* is run again too (the newer line wins).
+* ``summary.json`` (method -> numbers, written atomically), ``results.csv`` and
+  ``plot.png`` (accuracy vs latency; time per phase).
+
+Problems run in order and, for each problem, the methods in the order given, so
+an interrupted benchmark still compares all methods on the same problems.
+Exceptions raised by ``solve`` (or ``on_progress``) propagate; what was written
+before stays valid for a resume.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from specsearch.core.answers import extract_answer, is_equivalent
+from specsearch.core.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from specsearch.core.datasets import Problem
+from specsearch.core.tree import SearchResult
+
+__all__ = [
+    "BenchProgress",
+    "BenchSummary",
+    "MethodSummary",
+    "format_table",
+    "load_records",
+    "make_record",
+    "run_benchmark",
+    "summarize",
+    "write_plot",
+]
+
+log = logging.getLogger(__name__)
+
+RESULTS_FILE = "results.jsonl"
+SUMMARY_FILE = "summary.json"
+CSV_FILE = "results.csv"
+PLOT_FILE = "plot.png"
+
+# Display order of search phases (others follow alphabetically).
+PHASE_ORDER = ("draft", "generate", "score", "regenerate", "select")
+
+CSV_COLUMNS = (
+    "id",
+    "method",
+    "correct",
+    "answer",
+    "reference",
+    "latency_s",
+    "thought_acceptance_rate",
+    "token_acceptance_rate",
+    "thoughts_accepted",
+    "thoughts_rejected",
+    "tokens_drafted",
+    "tokens_accepted",
+    "tokens_small",
+    "tokens_large",
+    "cancelled",
+)
+
+
+@dataclass(frozen=True)
+class BenchProgress:
+    """Reported after each (problem, method) pair, including ones skipped on resume."""
+
+    done: int  # pairs finished so far (skipped ones included)
+    total: int  # len(problems) * len(methods)
+    problem_id: str
+    method: str
+    skipped: bool  # already in results.jsonl, not run again
+    record: dict[str, Any]  # the results.jsonl line of this pair
+
+    @property
+    def correct(self) -> bool:
+        return bool(self.record.get("correct"))
+
+    @property
+    def latency_s(self) -> float:
+        return float(self.record.get("latency_s") or 0.0)
+
+
+@dataclass
+class MethodSummary:
+    method: str
+    n: int
+    n_correct: int
+    accuracy: float | None
+    mean_latency_s: float | None
+    speedup_vs_ar: float | None
+    thought_acceptance_rate: float | None  # pooled: sum accepted / sum judged
+    token_acceptance_rate: float | None  # pooled: sum accepted / sum drafted
+    mean_phase_seconds: dict[str, float] = field(default_factory=dict)
+    mean_tokens_small: float | None = None
+    mean_tokens_large: float | None = None
+    n_cancelled: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "n_correct": self.n_correct,
+            "accuracy": self.accuracy,
+            "mean_latency_s": self.mean_latency_s,
+            "speedup_vs_ar": self.speedup_vs_ar,
+            "thought_acceptance_rate": self.thought_acceptance_rate,
+            "token_acceptance_rate": self.token_acceptance_rate,
+            "mean_phase_seconds": dict(self.mean_phase_seconds),
+            "mean_tokens_small": self.mean_tokens_small,
+            "mean_tokens_large": self.mean_tokens_large,
+            "n_cancelled": self.n_cancelled,
+        }
+
+
+@dataclass
+class BenchSummary:
+    methods: dict[str, MethodSummary]
+    out_dir: Path | None = None
+    ran: int = 0  # pairs run in this call
+    skipped: int = 0  # pairs found in results.jsonl and not run again
+    plot_path: Path | None = None  # None when matplotlib was unavailable
+
+    def __getitem__(self, method: str) -> MethodSummary:
+        return self.methods[method]
+
+    def __iter__(self):
+        return iter(self.methods)
+
+    def __len__(self) -> int:
+        return len(self.methods)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """The content of summary.json: method -> numbers."""
+        return {name: m.to_dict() for name, m in self.methods.items()}
+
+
+# --------------------------------------------------------------------------- records
+
+
+def make_record(problem: Problem, method: str, result: SearchResult) -> dict[str, Any]:
+    """The results.jsonl line of one finished search."""
+    stats = result.stats
+    answer = result.answer
+    if answer is None and result.solution:
+        answer = extract_answer(result.solution)
+    return {
+        "id": problem.id,
+        "method": method,
+        "correct": bool(is_equivalent(answer, problem.answer)),
+        "answer": answer,
+        "reference": problem.answer,
+        "latency_s": float(stats.wall_seconds),
+        "thought_acceptance_rate": stats.thought_acceptance_rate,
+        "token_acceptance_rate": stats.token_acceptance_rate,
+        "thoughts_accepted": int(stats.thoughts_accepted),
+        "thoughts_rejected": int(stats.thoughts_rejected),
+        "tokens_drafted": int(stats.tokens_drafted),
+        "tokens_accepted": int(stats.tokens_accepted),
+        "tokens_small": int(stats.tokens.get("small", 0)),
+        "tokens_large": int(stats.tokens.get("large", 0)),
+        "phase_seconds": {k: float(v) for k, v in stats.phase_seconds.items()},
+        "cancelled": bool(result.cancelled),
+    }
+
+
+def load_records(path: Path, repair: bool = True) -> list[dict[str, Any]]:
+    """The valid lines of a results.jsonl file (file order).
+
+    A last line without its newline was torn by a kill; with ``repair`` the file
+    is truncated to the last complete line so appending continues cleanly.
+    Complete lines that are not valid records are skipped with a warning.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    end = data.rfind(b"\n") + 1  # 0 when there is no complete line
+    if end < len(data):
+        log.warning("%s: dropping a torn last line (%d bytes)", path, len(data) - end)
+        if repair:
+            with open(path, "r+b") as fh:
+                fh.truncate(end)
+                fh.flush()
+                os.fsync(fh.fileno())
+        data = data[:end]
+    records: list[dict[str, Any]] = []
+    for lineno, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            log.warning("%s, line %d: not valid JSON, ignored", path, lineno)
+            continue
+        if not isinstance(rec, dict) or "id" not in rec or "method" not in rec:
+            log.warning("%s, line %d: not a result record, ignored", path, lineno)
+            continue
+        rec["id"] = str(rec["id"])
+        records.append(rec)
+    return records
+
+
+def _append_line(fh, record: Mapping[str, Any]) -> None:
+    fh.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+    fh.flush()
+    os.fsync(fh.fileno())
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _phase_order(names: Iterable[str]) -> list[str]:
+    names = set(names)
+    return [p for p in PHASE_ORDER if p in names] + sorted(names - set(PHASE_ORDER))
+
+
+def summarize(
+    records: Iterable[Mapping[str, Any]], methods: list[str] | None = None
+) -> dict[str, MethodSummary]:
+    """Per-method numbers from result records (the last record of each (id, method) wins).
+
+    ``speedup_vs_ar`` for a method is mean ar latency / mean method latency over
+    the problems both have records for (None without ar records); ar records
+    among ``records`` count as the baseline even when "ar" is not in ``methods``.
+    Acceptance rates are pooled over problems (sum accepted / sum judged).
+    """
+    latest: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for rec in records:
+        latest[(str(rec["id"]), str(rec["method"]))] = rec
+    by_method: dict[str, list[Mapping[str, Any]]] = {}
+    for (_, method), rec in latest.items():
+        by_method.setdefault(method, []).append(rec)
+    order = list(methods) if methods is not None else sorted(by_method)
+    ar_latency = {str(r["id"]): float(r.get("latency_s") or 0.0) for r in by_method.get("ar", [])}
+
+    out: dict[str, MethodSummary] = {}
+    for method in order:
+        recs = by_method.get(method, [])
+        n = len(recs)
+        n_correct = sum(1 for r in recs if r.get("correct"))
+        latencies = [float(r.get("latency_s") or 0.0) for r in recs]
+
+        speedup: float | None = None
+        common = [r for r in recs if str(r["id"]) in ar_latency]
+        if common:
+            ar_mean = _mean([ar_latency[str(r["id"])] for r in common])
+            m_mean = _mean([float(r.get("latency_s") or 0.0) for r in common])
+            if ar_mean is not None and m_mean and m_mean > 0:
+                speedup = ar_mean / m_mean
+
+        accepted = sum(int(r.get("thoughts_accepted") or 0) for r in recs)
+        judged = accepted + sum(int(r.get("thoughts_rejected") or 0) for r in recs)
+        tok_drafted = sum(int(r.get("tokens_drafted") or 0) for r in recs)
+        tok_accepted = sum(int(r.get("tokens_accepted") or 0) for r in recs)
+
+        phase_totals: dict[str, float] = {}
+        for r in recs:
+            for phase, secs in (r.get("phase_seconds") or {}).items():
+                phase_totals[phase] = phase_totals.get(phase, 0.0) + float(secs)
+        mean_phases = {p: phase_totals[p] / n for p in _phase_order(phase_totals)} if n else {}
+
+        out[method] = MethodSummary(
+            method=method,
+            n=n,
+            n_correct=n_correct,
+            accuracy=n_correct / n if n else None,
+            mean_latency_s=_mean(latencies),
+            speedup_vs_ar=speedup,
+            thought_acceptance_rate=accepted / judged if judged else None,
+            token_acceptance_rate=tok_accepted / tok_drafted if tok_drafted else None,
+            mean_phase_seconds=mean_phases,
+            mean_tokens_small=_mean([float(r.get("tokens_small") or 0) for r in recs]),
+            mean_tokens_large=_mean([float(r.get("tokens_large") or 0) for r in recs]),
+            n_cancelled=sum(1 for r in recs if r.get("cancelled")),
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _write_csv(path: Path, records: list[Mapping[str, Any]]) -> None:
+    phases = _phase_order({p for r in records for p in (r.get("phase_seconds") or {})})
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(list(CSV_COLUMNS) + [f"{p}_s" for p in phases])
+    for r in records:
+        row = ["" if r.get(c) is None else r.get(c) for c in CSV_COLUMNS]
+        ph = r.get("phase_seconds") or {}
+        row += [ph.get(p, 0.0) for p in phases]
+        writer.writerow(row)
+    atomic_write_text(path, buf.getvalue())
+
+
+def write_plot(methods: Mapping[str, MethodSummary], path: Path) -> Path | None:
+    """plot.png: accuracy vs mean latency, and mean time per phase (stacked).
+
+    Uses matplotlib's Agg canvas directly (no pyplot, no global backend
+    switch), so it is safe from worker threads.  Returns None (and logs) when
+    matplotlib is not installed.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        log.warning("matplotlib is not installed; %s not written", path)
+        return None
+
+    names = [m for m, s in methods.items() if s.n > 0]
+    fig = Figure(figsize=(11, 4.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax1, ax2 = fig.subplots(1, 2)
+
+    for name in names:
+        s = methods[name]
+        x, y = s.mean_latency_s or 0.0, 100.0 * (s.accuracy or 0.0)
+        ax1.scatter([x], [y], s=60, zorder=3)
+        ax1.annotate(name, (x, y), textcoords="offset points", xytext=(6, 6))
+    ax1.set_xlabel("mean latency per problem (s)")
+    ax1.set_ylabel("accuracy (%)")
+    ax1.set_title("Accuracy vs latency")
+    ax1.set_ylim(-5, 105)
+    max_x = max((methods[n].mean_latency_s or 0.0 for n in names), default=0.0)
+    ax1.set_xlim(0, max_x * 1.2 if max_x > 0 else 1.0)
+    ax1.grid(True, alpha=0.3)
+
+    phases = _phase_order({p for n in names for p in methods[n].mean_phase_seconds})
+    bottoms = [0.0] * len(names)
+    xs = list(range(len(names)))
+    for phase in phases:
+        heights = [methods[n].mean_phase_seconds.get(phase, 0.0) for n in names]
+        ax2.bar(xs, heights, bottom=bottoms, label=phase)
+        bottoms = [b + h for b, h in zip(bottoms, heights)]
+    ax2.set_xticks(xs)
+    ax2.set_xticklabels(names)
+    ax2.set_ylabel("mean seconds per problem")
+    ax2.set_title("Time by phase")
+    if phases:
+        ax2.legend(fontsize="small")
+    ax2.grid(True, axis="y", alpha=0.3)
+
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+# --------------------------------------------------------------------------- runner
+
+
+def run_benchmark(
+    problems: list[Problem],
+    methods: list[str],
+    solve: Callable[[Problem, str], SearchResult],
+    out_dir: str | os.PathLike[str],
+    on_progress: Callable[[BenchProgress], None] | None = None,
+) -> BenchSummary:
+    """Run every method on every problem, appending to ``out_dir/results.jsonl``.
+
+    Pairs already recorded there (and not cancelled) are skipped.  Returns the
+    summary of these problems and methods and writes summary.json, results.csv
+    and plot.png.
+    """
+    if not methods:
+        raise ValueError("no methods to benchmark")
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"duplicate methods in {methods}")
+    ids = [p.id for p in problems]
+    if len(set(ids)) != len(ids):
+        raise ValueError("problem ids must be unique (they key the resume)")
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / RESULTS_FILE
+
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for rec in load_records(results_path):
+        latest[(rec["id"], str(rec["method"]))] = rec
+
+    total = len(problems) * len(methods)
+    done = ran = skipped = 0
+    with open(results_path, "ab") as fh:
+        for problem in problems:
+            for method in methods:
+                key = (problem.id, method)
+                prev = latest.get(key)
+                if prev is not None and not prev.get("cancelled"):
+                    done += 1
+                    skipped += 1
+                    if on_progress is not None:
+                        on_progress(BenchProgress(done, total, problem.id, method, True, prev))
+                    continue
+                result = solve(problem, method)
+                record = make_record(problem, method, result)
+                _append_line(fh, record)
+                latest[key] = record
+                done += 1
+                ran += 1
+                if on_progress is not None:
+                    on_progress(BenchProgress(done, total, problem.id, method, False, record))
+
+    # The summary covers exactly these problems and methods (results.jsonl may
+    # hold more from earlier runs with other settings).
+    scope = [latest[(p.id, m)] for p in problems for m in methods if (p.id, m) in latest]
+    # An ar baseline recorded earlier in this out_dir still gives the speed-up.
+    baseline = [] if "ar" in methods else [latest[(p.id, "ar")] for p in problems if (p.id, "ar") in latest]
+    method_summaries = summarize(scope + baseline, methods)
+    summary = BenchSummary(methods=method_summaries, out_dir=out, ran=ran, skipped=skipped)
+    atomic_write_json(out / SUMMARY_FILE, _json_safe(summary.to_dict()))
+    _write_csv(out / CSV_FILE, scope)
+    summary.plot_path = write_plot(method_summaries, out / PLOT_FILE)
+    return summary
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf -> None so summary.json stays strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------- table
+
+
+def _fmt(value: float | None, kind: str) -> str:
+    if value is None:
+        return "-"
+    if kind == "pct":
+        return f"{100.0 * value:.1f}%"
+    if kind == "sec":
+        return f"{value:.2f} s"
+    if kind == "x":
+        return f"{value:.2f}x"
+    return str(value)
+
+
+def format_table(summary: BenchSummary | Mapping[str, Any]) -> str:
+    """A fixed-width text table of a summary (a BenchSummary or summary.json's dict)."""
+    if isinstance(summary, BenchSummary):
+        rows_in = {m: s.to_dict() for m, s in summary.methods.items()}
+    else:
+        rows_in = {
+            m: (s.to_dict() if isinstance(s, MethodSummary) else dict(s)) for m, s in summary.items()
+        }
+    header = ("method", "n", "accuracy", "mean latency", "speed-up vs ar", "thought acc.", "token acc.")
+    rows = [header]
+    for method, s in rows_in.items():
+        rows.append(
+            (
+                str(method),
+                str(s.get("n", 0)),
+                _fmt(s.get("accuracy"), "pct"),
+                _fmt(s.get("mean_latency_s"), "sec"),
+                _fmt(s.get("speedup_vs_ar"), "x"),
+                _fmt(s.get("thought_acceptance_rate"), "pct"),
+                _fmt(s.get("token_acceptance_rate"), "pct"),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+
+    def line(r: tuple[str, ...]) -> str:
+        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]
+        return "  ".join(cells).rstrip()
+
+    sep = "  ".join("-" * w for w in widths)
+    return "\n".join([line(rows[0]), sep] + [line(r) for r in rows[1:]])

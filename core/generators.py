@@ -1,0 +1,232 @@
+"""Thought generators by name: how one search step makes its candidate thoughts.
+
+ar         the large model writes every child (batched)            baseline
+sps        the large model writes every child, with token-level
+           speculative decoding from the small model               baseline
+small      the small model writes every child                      lower bound
+specsearch the small model drafts every child; the PRM scores the
+           drafts; those below beta are rejected and rewritten by
+           the large model (with token-level speculative decoding)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from .engine import Engine, GenerateOutput
+from .errors import SpecSearchError
+from .events import ThoughtAccepted, ThoughtDrafted, ThoughtRegenerated, ThoughtRejected, ThoughtScored
+from .prm import RewardModel
+from .sampling import SamplingParams
+from .search_state import Beam, Candidate, SearchState
+from .speculative import SpeculativeDecoder
+from .threshold import Threshold
+
+
+@dataclass
+class Models:
+    small: Engine | None = None
+    large: Engine | None = None
+    prm: RewardModel | None = None
+    spec: SpeculativeDecoder | None = None  # large verifies, small drafts
+
+    def need(self, *names: str) -> None:
+        missing = [n for n in names if getattr(self, n) is None]
+        if missing:
+            what = {"small": "a small model (--small)", "large": "a large model (--large)",
+                    "prm": "a reward model (--prm)", "spec": "a small and a large model"}
+            raise SpecSearchError("this method needs " + ", ".join(what[m] for m in missing))
+
+
+class ThoughtGenerator(Protocol):
+    name: str
+
+    def expand(self, state: SearchState, beams: list[Beam], depth: int) -> list[Candidate]:
+        """Candidate thoughts for ``beams`` (children per beam, beam-major), scored."""
+        ...
+
+
+Runner = Callable[..., GenerateOutput]
+
+
+def _sampling(state: SearchState) -> SamplingParams:
+    c = state.config
+    return SamplingParams(c.temperature, c.top_k, c.top_p, c.min_p)
+
+
+def _run(state: SearchState, runner: Runner, jobs: list[tuple[Beam, int]], depth: int) -> GenerateOutput:
+    """Generate one thought per (beam, slot) job, all in one batch."""
+    return runner(
+        [b.tokens for b, _ in jobs], 1,
+        max_tokens=state.config.max_step_tokens,
+        sampling=_sampling(state),
+        seeds=[state.seed(depth, slot) for _, slot in jobs],
+        stop=[state.config.delimiter],
+    )
+
+
+def _candidates(state: SearchState, jobs, out: GenerateOutput, depth: int, source: str, fate: str,
+                replaces: list[int | None] | None = None) -> list[Candidate]:
+    cands = []
+    per = out.stats.wall_seconds / max(1, len(jobs))
+    for i, ((beam, _), gen) in enumerate(zip(jobs, out.generations)):
+        node = state.new_node(beam, depth, gen.text.strip(), len(gen.tokens), source, fate, per,
+                              replaces[i] if replaces else None)
+        cands.append(Candidate(node, beam, gen.tokens, gen.finish_reason))
+    return cands
+
+
+def _score(state: SearchState, prm: RewardModel, cands: list[Candidate]) -> None:
+    if not cands:
+        return
+    with state.phase("score"):
+        scores = prm.score_last(state.question, [c.beam.steps + [c.node.text] for c in cands])
+    for c, s in zip(cands, scores):
+        c.node.score = s
+        state.emit(ThoughtScored(c.node.id, s))
+
+
+def _all_jobs(state: SearchState, beams: list[Beam]) -> list[tuple[Beam, int]]:
+    n = state.config.children
+    return [(b, i * n + j) for i, b in enumerate(beams) for j in range(n)]
+
+
+class _WholeStep:
+    """One model (or decoder) writes every child; the PRM scores them."""
+
+    name = ""
+    source = "large"
+    needs: tuple[str, ...] = ()
+
+    def __init__(self, models: Models) -> None:
+        models.need(*self.needs)
+        self.models = models
+
+    def runner(self) -> Runner:
+        raise NotImplementedError
+
+    def expand(self, state: SearchState, beams: list[Beam], depth: int) -> list[Candidate]:
+        jobs = _all_jobs(state, beams)
+        with state.phase("generate"):
+            out = _run(state, self.runner(), jobs, depth)
+        state.count_generation(self.source, out)
+        cands = _candidates(state, jobs, out, depth, self.source, "generated")
+        for c in cands:
+            state.emit(ThoughtDrafted(c.node))
+        _score(state, self.models.prm, cands)
+        return cands
+
+
+class AutoRegressive(_WholeStep):
+    name, source, needs = "ar", "large", ("large", "prm")
+
+    def runner(self) -> Runner:
+        return self.models.large.generate
+
+
+class SpeculativeSampling(_WholeStep):
+    name, source, needs = "sps", "large", ("spec", "prm")
+
+    def runner(self) -> Runner:
+        return self.models.spec.generate
+
+
+class SmallOnly(_WholeStep):
+    name, source, needs = "small", "small", ("small", "prm")
+
+    def runner(self) -> Runner:
+        return self.models.small.generate
+
+
+class SpecSearch:
+    """Draft with the small model, keep drafts scoring >= beta, regenerate the rest."""
+
+    name = "specsearch"
+
+    def __init__(self, models: Models, threshold: Threshold) -> None:
+        models.need("small", "spec", "prm")
+        self.models = models
+        self.threshold = threshold
+
+    def expand(self, state: SearchState, beams: list[Beam], depth: int) -> list[Candidate]:
+        jobs = _all_jobs(state, beams)
+        if self.threshold.beta is None:  # first step: the large model sets beta
+            with state.phase("regenerate"):
+                out = _run(state, self.models.spec.generate, jobs, depth)
+            state.count_generation("large", out)
+            cands = _candidates(state, jobs, out, depth, "large", "generated")
+            for c in cands:
+                state.emit(ThoughtDrafted(c.node))
+            _score(state, self.models.prm, cands)
+            self.threshold.observe_large([c.node.score for c in cands])
+            return cands
+
+        beta = self.threshold.beta
+        with state.phase("draft"):
+            out = _run(state, self.models.small.generate, jobs, depth)
+        state.count_generation("small", out)
+        drafts = _candidates(state, jobs, out, depth, "small", "pending")
+        state.stats.thoughts_drafted += len(drafts)
+        for c in drafts:
+            state.emit(ThoughtDrafted(c.node))
+            state.step.drafted.append(c.node.id)
+        _score(state, self.models.prm, drafts)
+
+        kept, rejected_jobs, rejected_ids = [], [], []
+        for c, job in zip(drafts, jobs):
+            c.node.beta = beta
+            if c.node.score >= beta:
+                c.node.fate = "accepted"
+                kept.append(c)
+                state.stats.thoughts_accepted += 1
+                state.step.accepted.append(c.node.id)
+                state.emit(ThoughtAccepted(c.node.id, c.node.score, beta))
+            else:
+                c.node.fate = "rejected"
+                rejected_jobs.append(job)
+                rejected_ids.append(c.node.id)
+                state.stats.thoughts_rejected += 1
+                state.step.rejected.append(c.node.id)
+                state.emit(ThoughtRejected(c.node.id, c.node.score, beta))
+
+        regenerated: list[Candidate] = []
+        if rejected_jobs and not state.cancelled:
+            with state.phase("regenerate"):
+                out = _run(state, self.models.spec.generate, rejected_jobs, depth)
+            state.count_generation("large", out)
+            regenerated = _candidates(state, rejected_jobs, out, depth, "large", "regenerated", rejected_ids)
+            for c, old in zip(regenerated, rejected_ids):
+                c.node.beta = beta
+                state.stats.thoughts_regenerated += 1
+                state.step.regenerated.append(c.node.id)
+                state.emit(ThoughtRegenerated(c.node, old))
+            _score(state, self.models.prm, regenerated)
+        self.threshold.observe_large([c.node.score for c in regenerated])
+        # Keep slot order: each slot holds its accepted draft or its replacement.
+        by_slot = {id(c.beam): [] for c in drafts}
+        replacement = {old: c for old, c in zip(rejected_ids, regenerated)}
+        out_cands = []
+        for c in drafts:
+            if c.node.fate == "accepted":
+                out_cands.append(c)
+            elif c.node.id in replacement:
+                out_cands.append(replacement[c.node.id])
+        del by_slot
+        return out_cands
+
+
+def make_generator(method: str, models: Models, threshold: Threshold) -> ThoughtGenerator:
+    registry: dict[str, Callable[[], ThoughtGenerator]] = {
+        "ar": lambda: AutoRegressive(models),
+        "sps": lambda: SpeculativeSampling(models),
+        "small": lambda: SmallOnly(models),
+        "specsearch": lambda: SpecSearch(models, threshold),
+    }
+    try:
+        return registry[method]()
+    except KeyError:
+        raise SpecSearchError(f"unknown method {method!r}; choose from {', '.join(registry)}") from None
+
+
+GENERATORS = ("ar", "sps", "small", "specsearch")

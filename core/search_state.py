@@ -1,0 +1,110 @@
+"""Mutable state of one search: the tree being built, statistics, events."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from .config import SearchConfig
+from .engine import GenerateOutput
+from .events import CancelToken, SearchEvent, StatsUpdated
+from .tree import SearchStats, StepRecord, ThoughtNode
+
+
+@dataclass
+class Beam:
+    """A partial solution: the node it ends at and the tokens that condition its next step."""
+
+    node_id: int | None
+    tokens: list[int]
+    steps: list[str] = field(default_factory=list)
+    path_score: float | None = None
+
+
+@dataclass
+class Candidate:
+    """A new thought for a beam, with what the next step will condition on."""
+
+    node: ThoughtNode
+    beam: Beam
+    tokens: list[int]  # the thought's generated tokens
+    finish_reason: str
+
+
+class SearchState:
+    def __init__(
+        self,
+        question: str,
+        config: SearchConfig,
+        emit: Callable[[SearchEvent], None],
+        cancel: CancelToken | None,
+    ) -> None:
+        self.question = question
+        self.config = config
+        self.emit = emit
+        self.cancel = cancel
+        self.nodes: list[ThoughtNode] = []
+        self.steps: list[StepRecord] = []
+        self.stats = SearchStats()
+        self.t0 = time.perf_counter()
+
+    @property
+    def cancelled(self) -> bool:
+        return bool(self.cancel and self.cancel.cancelled)
+
+    @property
+    def step(self) -> StepRecord:
+        return self.steps[-1]
+
+    def seed(self, depth: int, slot: int) -> int:
+        """The sampling seed of child ``slot`` at ``depth``: the same in every
+        method, so the same slot draws the same way whoever generates it."""
+        return (self.config.seed * 1_000_003 + depth * 10_007 + slot) & 0x7FFFFFFF
+
+    def new_node(self, beam: Beam, depth: int, text: str, n_tokens: int, source: str, fate: str,
+                 seconds: float, replaces: int | None = None) -> ThoughtNode:
+        node = ThoughtNode(
+            id=len(self.nodes), parent_id=beam.node_id, depth=depth, text=text, n_tokens=n_tokens,
+            source=source, fate=fate, seconds=seconds, replaces=replaces,  # type: ignore[arg-type]
+        )
+        self.nodes.append(node)
+        return node
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            dt = time.perf_counter() - t0
+            self.stats.phase_seconds[name] = self.stats.phase_seconds.get(name, 0.0) + dt
+            self.step.phase_seconds[name] = self.step.phase_seconds.get(name, 0.0) + dt
+
+    def count_generation(self, model: str, out: GenerateOutput) -> None:
+        self.stats.tokens[model] = self.stats.tokens.get(model, 0) + out.stats.generated_tokens
+        self.stats.model_seconds[model] = self.stats.model_seconds.get(model, 0.0) + out.stats.wall_seconds
+        self.stats.tokens_drafted += out.stats.drafted
+        self.stats.tokens_accepted += out.stats.accepted
+        self.stats.target_passes += out.stats.target_passes
+
+    def publish_stats(self) -> None:
+        self.stats.wall_seconds = time.perf_counter() - self.t0
+        self.emit(StatsUpdated(_snapshot(self.stats)))
+
+
+def _snapshot(stats: SearchStats) -> SearchStats:
+    return SearchStats(
+        wall_seconds=stats.wall_seconds,
+        phase_seconds=dict(stats.phase_seconds),
+        tokens=dict(stats.tokens),
+        model_seconds=dict(stats.model_seconds),
+        thoughts_drafted=stats.thoughts_drafted,
+        thoughts_accepted=stats.thoughts_accepted,
+        thoughts_rejected=stats.thoughts_rejected,
+        thoughts_regenerated=stats.thoughts_regenerated,
+        tokens_drafted=stats.tokens_drafted,
+        tokens_accepted=stats.tokens_accepted,
+        target_passes=stats.target_passes,
+    )
