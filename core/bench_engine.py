@@ -36,22 +36,26 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _decode_rate(engine: Engine, prompts: list[list[int]], n: int, max_tokens: int) -> float:
-    tokens = seconds = 0.0
+def _decode_rate(engine: Engine, prompts: list[list[int]], n: int, max_tokens: int) -> tuple[float, float]:
+    """(tokens/s, share of the time spent outside llama_decode)."""
+    tokens = seconds = in_decode = 0.0
     for i, p in enumerate(prompts):
         engine.generate(p, 1, max_tokens=1)  # cache the prompt: measure decoding only
-        out = engine.generate(p, n, max_tokens=max_tokens, sampling=SAMPLED, seeds=[i * 100 + j for j in range(n)])
+        d0 = engine.decode_seconds
+        out = engine.generate(p, n, max_tokens=max_tokens, sampling=SAMPLED, seeds=[i * 100 + j for j in range(n)],
+                              logprobs=False)
+        in_decode += engine.decode_seconds - d0
         tokens += out.stats.generated_tokens
         seconds += out.stats.wall_seconds
-    return tokens / seconds
+    return tokens / seconds, 1 - in_decode / seconds
 
 
 def bench_decode(engine: Engine, prompts, cfg: EngineBenchConfig, log: Callable[[str], None]) -> dict[str, Any]:
-    rates = {}
+    rates, overhead = {}, {}
     for n in cfg.batch_sizes:
-        rates[str(n)] = _decode_rate(engine, prompts[: cfg.decode_prompts], n, cfg.decode_tokens)
-        log(f"  {engine.name}: N={n} {rates[str(n)]:.1f} tok/s")
-    out: dict[str, Any] = {"tok_s": rates}
+        rates[str(n)], overhead[str(n)] = _decode_rate(engine, prompts[: cfg.decode_prompts], n, cfg.decode_tokens)
+        log(f"  {engine.name}: N={n} {rates[str(n)]:.1f} tok/s ({overhead[str(n)]:.1%} outside llama_decode)")
+    out: dict[str, Any] = {"tok_s": rates, "python_overhead": overhead}
     for n in cfg.batch_sizes:
         if n != 1:
             out[f"batch_speedup_n{n}"] = rates[str(n)] / rates["1"]
@@ -151,6 +155,7 @@ def format_engine_table(r: dict[str, Any]) -> str:
         f"{'':28}{'N=1':>9}{'N=4':>9}{'N=8':>9}",
         f"{'small decode tok/s':28}" + "".join(f"{s['tok_s'][k]:9.1f}" for k in ("1", "4", "8")),
         f"{'large decode tok/s':28}" + "".join(f"{l['tok_s'][k]:9.1f}" for k in ("1", "4", "8")),
+        f"{'time outside llama_decode':28}" + "".join(f"{s['python_overhead'][k]:9.1%}" for k in ("1", "4", "8")),
         f"small batch speed-up        N=4 {s['batch_speedup_n4']:.2f}x   N=8 {s['batch_speedup_n8']:.2f}x",
         f"large batch speed-up        N=4 {l['batch_speedup_n4']:.2f}x   N=8 {l['batch_speedup_n8']:.2f}x",
         f"speculative (adaptive k)    {l['speculative_tok_s']:.1f} tok/s vs large alone {l['target_tok_s']:.1f}"

@@ -34,7 +34,7 @@ from .chat_template import render_chat
 from .errors import ContextOverflowError, KVCacheFullError, SpecSearchError
 from .gguf_info import GGUFInfo, read_gguf_info
 from .kv_slots import KVSlots, common_prefix_len
-from .sampling import GREEDY, SamplingParams, log_softmax_at
+from .sampling import GREEDY, SamplingParams, log_softmax_at, logsumexp_rows
 
 # Default context: the model's trained context, capped so the KV cache of one
 # model stays within this budget (and at most 8192 tokens).
@@ -397,8 +397,12 @@ class Engine:
         sampling: SamplingParams = GREEDY,
         seeds: Sequence[int] | None = None,
         stop: Sequence[str] = (),
+        logprobs: bool = True,
     ) -> GenerateOutput:
         """n continuations of each prompt (token lists), decoded together.
+
+        ``logprobs=False`` skips the per-token log-probabilities (a pass over
+        the whole vocabulary per token; the search does not need them).
 
         Sequence k (prompt k // n, child k % n) samples with ``seeds[k]``
         (default: 0, 1, 2, ...): the same seed gives the same continuation
@@ -414,7 +418,7 @@ class Engine:
             t0 = time.perf_counter()
             calls0 = self.decode_calls
             try:
-                gens = self._generate(prompts, n, max_tokens, sampling, seeds, stop, stats)
+                gens = self._generate(prompts, n, max_tokens, sampling, seeds, stop, stats, logprobs)
             finally:
                 self._release()
             stats.wall_seconds = time.perf_counter() - t0
@@ -422,7 +426,7 @@ class Engine:
             stats.generated_tokens = sum(len(g.tokens) for g in gens)
             return GenerateOutput(gens, stats)
 
-    def _generate(self, prompts, n, max_tokens, sampling, seeds, stop, stats) -> list[Generation]:
+    def _generate(self, prompts, n, max_tokens, sampling, seeds, stop, stats, want_logprobs) -> list[Generation]:
         prompt_slots = self.prefill(prompts, stats)
         # The prompts' last tokens go in one decode so all first samples come from it.
         batch = self._batch
@@ -451,10 +455,14 @@ class Engine:
         n_out = batch.n_outputs
         while live:
             rows = lla.output_logits(self._ctx, n_out, self.n_vocab)
-            for k in live:
-                tok = chains[k].sample(self._ctx, seq_index[k])
+            sampled = [chains[k].sample(self._ctx, seq_index[k]) for k in live]
+            if want_logprobs:
+                idx = np.array([seq_index[k] for k in live])
+                lse = logsumexp_rows(rows[idx])[:, 0]
+                for k, tok, z, i in zip(live, sampled, lse, idx):
+                    logprobs[k].append(float(rows[i, tok]) - float(z))
+            for k, tok in zip(live, sampled):
                 tokens[k].append(tok)
-                logprobs[k].append(float(log_softmax_at(rows[seq_index[k]], [tok])[0]))
                 if self.is_eog(tok):
                     finish[k] = "eos"
                 elif checkers[k].push(self.vocab.piece(tok)):

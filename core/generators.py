@@ -63,6 +63,7 @@ def _run(state: SearchState, runner: Runner, jobs: list[tuple[Beam, int]], depth
         sampling=_sampling(state),
         seeds=[state.seed(depth, slot) for _, slot in jobs],
         stop=[state.config.delimiter],
+        logprobs=False,
     )
 
 

@@ -30,12 +30,18 @@ class SamplingParams:
 GREEDY = SamplingParams(temperature=0.0)
 
 
+def logsumexp_rows(logits: np.ndarray) -> np.ndarray:
+    """logsumexp over the last axis; float32 work (the hot path), float64 result."""
+    x = np.asarray(logits, dtype=np.float32)
+    m = x.max(axis=-1, keepdims=True)
+    s = np.exp(x - m).sum(axis=-1, keepdims=True, dtype=np.float64)
+    return m.astype(np.float64) + np.log(s)
+
+
 def log_softmax_at(logits: np.ndarray, tokens: np.ndarray | list[int]) -> np.ndarray:
     """log softmax(logits)[tokens], for one row or a 2-D block of rows."""
-    x = np.asarray(logits, dtype=np.float64)
-    m = x.max(axis=-1, keepdims=True)
-    lse = m + np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
-    return np.take(x, tokens, axis=-1) - lse
+    x = np.asarray(logits)
+    return np.take(x, tokens, axis=-1).astype(np.float64) - logsumexp_rows(x)
 
 
 def distribution(logits: np.ndarray, params: SamplingParams) -> tuple[np.ndarray, np.ndarray]:

@@ -84,7 +84,8 @@ class AdaptiveDraftLength:
 
     k_init: int = 4
     k_max: int = 8
-    probe_every: int = 32
+    probe_every: int = 32  # plain rounds between probes; doubles while probes say "plain"
+    max_probe_every: int = 1024
     adaptive: bool = True
     alpha: float = 0.7
     draft_cost: _LinearCost = field(default_factory=_LinearCost)
@@ -114,11 +115,18 @@ class AdaptiveDraftLength:
             self._plain_measured = True
             return 0  # second round: measure plain decoding
         best = max(range(self.k_max + 1), key=lambda k: self.expected_rate(k, n))
-        if best == 0:
-            self._plain_rounds += 1
-            if self._plain_rounds % self.probe_every == 0:
-                return max(2, min(self.k_init, self.k_max))  # probe: has drafting started to pay?
-        return best
+        if best > 0:
+            self.probe_every = 32
+            self._plain_rounds = 0
+            return best
+        self._plain_rounds += 1
+        if self._plain_rounds >= self.probe_every:
+            # Probe: has drafting started to pay?  Each probe that finds it does
+            # not doubles the wait, so probing costs a vanishing share of time.
+            self._plain_rounds = 0
+            self.probe_every = min(self.probe_every * 2, self.max_probe_every)
+            return max(2, min(self.k_init, self.k_max))
+        return 0
 
     def _choose_static(self, alpha: float) -> int:
         """Sampled output depends on k (not its distribution), so for sampling k
@@ -161,6 +169,7 @@ class SpeculativeDecoder:
         sampling: SamplingParams = GREEDY,
         seeds: Sequence[int] | None = None,
         stop: Sequence[str] = (),
+        logprobs: bool = True,
     ) -> GenerateOutput:
         prompts = _as_prompt_list(prompts)
         total = len(prompts) * n
@@ -171,7 +180,7 @@ class SpeculativeDecoder:
         t0 = time.perf_counter()
         with self.target._lock, self.draft._lock:
             try:
-                gens = _SpecRun(self, prompts, n, max_tokens, sampling, seeds, stop, stats).run()
+                gens = _SpecRun(self, prompts, n, max_tokens, sampling, seeds, stop, stats, logprobs).run()
             finally:
                 self.target._release()
                 self.draft._release()
@@ -183,7 +192,8 @@ class SpeculativeDecoder:
 class _SpecRun:
     """State of one speculative generate call."""
 
-    def __init__(self, dec: SpeculativeDecoder, prompts, n, max_tokens, sampling, seeds, stop, stats) -> None:
+    def __init__(self, dec: SpeculativeDecoder, prompts, n, max_tokens, sampling, seeds, stop, stats, want_logprobs) -> None:
+        self.want_logprobs = want_logprobs
         self.dec, self.t, self.d = dec, dec.target, dec.draft
         self.prompts, self.n, self.max_tokens = prompts, n, max_tokens
         self.sampling, self.stats = sampling, stats
@@ -198,8 +208,10 @@ class _SpecRun:
 
     def run(self) -> list[Generation]:
         t_slots = [c for s in self.t.prefill(self.prompts, self.stats) for c in self.t._fork(s, self.n)]
-        d_slots = [c for s in self.d.prefill(self.prompts, GenerateStats()) for c in self.d._fork(s, self.n)]
-        self.t_slots, self.d_slots = t_slots, d_slots
+        self.t_slots = t_slots
+        # Draft slots are taken on first use: when drafting does not pay, the
+        # draft model never spends time on the prompt.
+        self.d_slots: list[int | None] = [None] * len(t_slots)
         self.ctx = [list(self.prompts[i]) for i in self.prompt_of]
         live = list(range(len(self.ctx)))
         self.accepted = self.tested = 0
@@ -228,6 +240,8 @@ class _SpecRun:
             active = [s for s in live if step < ks[s]]
             jobs = []
             for s in active:
+                if self.d_slots[s] is None:
+                    self.d_slots[s] = self.d._acquire(self.ctx[s], len(self.ctx[s]) - 1)
                 held = len(self.d.slots.tokens[self.d_slots[s]])
                 seq = self.ctx[s] + drafts[s]
                 jobs.append((self.d_slots[s], seq[held:], [len(seq) - held - 1]))
@@ -270,7 +284,8 @@ class _SpecRun:
                     break
             # Caches keep what the new context shares with what they were fed.
             self.t._truncate(self.t_slots[s], base + m)
-            self.d._truncate(self.d_slots[s], base + min(m, max(len(drafts[s]) - 1, 0)))
+            if self.d_slots[s] is not None:
+                self.d._truncate(self.d_slots[s], base + min(m, max(len(drafts[s]) - 1, 0)))
         policy.observe_acceptance(accepted_all, tested_all)
         self.accepted += accepted_all
         self.tested += tested_all
@@ -303,7 +318,8 @@ class _SpecRun:
     def _emit(self, s: int, tok: int, row: np.ndarray) -> None:
         self.ctx[s].append(tok)
         self.out[s].append(tok)
-        self.logprobs[s].append(float(log_softmax_at(row, [tok])[0]))
+        if self.want_logprobs:
+            self.logprobs[s].append(float(log_softmax_at(row, [tok])[0]))
         if self.t.is_eog(tok):
             self.finish[s] = "eos"
         elif self.checkers[s].push(self.t.vocab.piece(tok)):
