@@ -76,11 +76,20 @@ def library_version() -> str:
 
 
 # ----------------------------------------------------------------- models ---
+LOAD_MODE_AUTO = -1
+LOAD_MODE_READ = 0  # plain reads into memory, no mmap
+
+
 def load_model(path: str, n_gpu_layers: int, vocab_only: bool = False) -> L.llama_model_p:
     init_backend()
     params = L.llama_model_default_params()
     params.n_gpu_layers = n_gpu_layers
     params.vocab_only = vocab_only
+    if n_gpu_layers == 0:
+        # On the CPU the weights are repacked for the matmul kernels; with mmap
+        # the mapped originals stay resident too (measured: 2.7 GB instead of
+        # 2.1 GB peak for the Qwen 0.5B + 1.5B pair), so read them instead.
+        params.load_mode = LOAD_MODE_READ
     clear_log()
     model = L.llama_model_load_from_file(os.fsencode(path), params)
     if not model:

@@ -84,13 +84,10 @@ class AdaptiveDraftLength:
 
     k_init: int = 4
     k_max: int = 8
-    probe_every: int = 32  # plain rounds between probes; doubles while probes say "plain"
-    max_probe_every: int = 1024
     adaptive: bool = True
     alpha: float = 0.7
     draft_cost: _LinearCost = field(default_factory=_LinearCost)
     target_cost: _LinearCost = field(default_factory=_LinearCost)
-    _plain_rounds: int = 0
     _plain_measured: bool = False
 
     def observe_acceptance(self, accepted: int, tested: int) -> None:
@@ -104,7 +101,7 @@ class AdaptiveDraftLength:
         seconds = self.target_cost.predict(n * (k + 1)) + k * self.draft_cost.predict(n)
         return tokens / seconds if seconds > 0 else 0.0
 
-    def choose(self, n: int, greedy: bool, alpha: float) -> int:
+    def choose(self, n: int, greedy: bool, alpha: float, catchup_tokens: int = 0) -> int:
         if not self.adaptive:
             return self.k_init
         if not greedy:
@@ -116,17 +113,27 @@ class AdaptiveDraftLength:
             return 0  # second round: measure plain decoding
         best = max(range(self.k_max + 1), key=lambda k: self.expected_rate(k, n))
         if best > 0:
-            self.probe_every = 32
-            self._plain_rounds = 0
+            self.probe_factor = 20.0
+            self._plain_seconds = 0.0
             return best
-        self._plain_rounds += 1
-        if self._plain_rounds >= self.probe_every:
-            # Probe: has drafting started to pay?  Each probe that finds it does
-            # not doubles the wait, so probing costs a vanishing share of time.
-            self._plain_rounds = 0
-            self.probe_every = min(self.probe_every * 2, self.max_probe_every)
-            return max(2, min(self.k_init, self.k_max))
+        # Probe now and then: has drafting started to pay?  A probe costs the
+        # draft's catch-up plus one drafted round; it is made only once plain
+        # rounds have taken probe_factor times that, and every probe that finds
+        # plain decoding still best doubles the factor.
+        k = max(2, min(self.k_init, self.k_max))
+        probe_cost = (self.draft_cost.predict(catchup_tokens + n) + (k - 1) * self.draft_cost.predict(n)
+                      + self.target_cost.predict(n * (k + 1)) - self.target_cost.predict(n))
+        if self._plain_seconds >= self.probe_factor * probe_cost:
+            self._plain_seconds = 0.0
+            self.probe_factor = min(self.probe_factor * 2, 640.0)
+            return k
         return 0
+
+    def observe_plain(self, seconds: float) -> None:
+        self._plain_seconds += seconds
+
+    probe_factor: float = 20.0
+    _plain_seconds: float = 0.0
 
     def _choose_static(self, alpha: float) -> int:
         """Sampled output depends on k (not its distribution), so for sampling k
@@ -145,6 +152,12 @@ class AdaptiveDraftLength:
     draft_ratio: float = 0.5
     verify_growth: float = 1.0
 
+    def drafting_never_pays(self) -> bool:
+        """Under the static cost model k drafted tokens yield at most k + 1 tokens
+        for 1 + k * (verify_growth + draft_ratio) step costs: never more than
+        plain decoding's 1 per step when verify_growth + draft_ratio >= 1."""
+        return self.verify_growth + self.draft_ratio >= 1.0
+
 
 class SpeculativeDecoder:
     """Target engine + draft engine; ``generate`` mirrors Engine.generate."""
@@ -153,6 +166,8 @@ class SpeculativeDecoder:
         check_vocab_compatible(target, draft)
         self.target = target
         self.draft = draft
+        # When a list: (emitted token, argmax of the target's verification row) per token (tests).
+        self.trace: list[tuple[int, int]] | None = None
         self.policy = AdaptiveDraftLength(k_init=k, k_max=max(k, k_max), adaptive=adaptive)
         # Static costs for sampling mode: decoding is memory-bound, so a step
         # costs in proportion to the weights read; on the CPU verification is
@@ -176,6 +191,11 @@ class SpeculativeDecoder:
         seeds = list(seeds) if seeds is not None else list(range(total))
         if len(seeds) != total:
             raise ValueError(f"need {total} seeds, got {len(seeds)}")
+        if self.policy.adaptive and not sampling.greedy and self.policy.drafting_never_pays():
+            # Plain decoding is what adaptive k would settle on; the native
+            # sampler does it without copying logits out of llama.cpp.
+            return self.target.generate(prompts, n, max_tokens=max_tokens, sampling=sampling, seeds=seeds,
+                                        stop=stop, logprobs=logprobs)
         stats = GenerateStats()
         t0 = time.perf_counter()
         with self.target._lock, self.draft._lock:
@@ -218,7 +238,9 @@ class _SpecRun:
         while live:
             # prior 0.7 for acceptance, then this call's own history
             alpha = (self.accepted + 0.7 * 8) / (self.tested + 8)
-            k = self.dec.policy.choose(len(live), self.sampling.greedy, alpha)
+            catchup = sum(len(self.ctx[s]) - (len(self.d.slots.tokens[self.d_slots[s]]) if self.d_slots[s] is not None else 0)
+                          for s in live)
+            k = self.dec.policy.choose(len(live), self.sampling.greedy, alpha, catchup)
             self._round(live, k)
             live = [s for s in live if self.finish[s] is None]
         return [
@@ -267,6 +289,8 @@ class _SpecRun:
         rows = self.t._evaluate(jobs)
         dt = time.perf_counter() - t0
         policy.target_cost.add(sum(len(j[1]) for j in jobs), dt)
+        if k == 0:
+            policy.observe_plain(dt)
         self.stats.target_seconds += dt
         self.stats.target_passes += self.t.decode_calls - calls0
         self.stats.decode_calls += self.t.decode_calls - calls0
@@ -279,6 +303,8 @@ class _SpecRun:
             tested_all += m + (1 if m < len(drafts[s]) else 0)
             base = len(self.ctx[s])
             for tok, row in zip(emitted, target_rows):
+                if self.dec.trace is not None:
+                    self.dec.trace.append((tok, int(np.argmax(row))))
                 self._emit(s, tok, row)
                 if self.finish[s] is not None:
                     break
