@@ -84,11 +84,11 @@ class StepTagPRM:
         return [_two_way(r[0], self._good, self._bad) for r in rows]
 
 
-JUDGE_SYSTEM = "You are a careful math teacher who checks a student's solution one step at a time."
-JUDGE_PROMPT = (
-    "Problem:\n{question}\n\nPrevious steps:\n{previous}\n\nNew step:\n{step}\n\n"
-    "Is the new step correct? Answer with one word: yes or no."
-)
+JUDGE_SYSTEM = "You check math solutions step by step. Answer yes or no."
+# The judged step comes last and earlier steps are numbered in order, so the
+# judge prompt for step t extends the one for step t-1 up to step t-1's text:
+# only the new step and the short question after it are evaluated (prefix reuse).
+JUDGE_PROMPT = "Problem:\n{question}\n\nSolution so far:\n{steps}\n\nIs step {n} correct?"
 
 
 @dataclass
@@ -109,8 +109,8 @@ class JudgePRM:
             raise ValueError("the judge's yes and no words must tokenize to different tokens")
 
     def _request(self, question: str, steps: Sequence[str]) -> ScoreRequest:
-        previous = "\n\n".join(steps[:-1]) if len(steps) > 1 else "(none)"
-        user = self.prompt.format(question=question, previous=previous, step=steps[-1])
+        numbered = "\n".join(f"Step {i + 1}: {' '.join(s.split())}" for i, s in enumerate(steps))
+        user = self.prompt.format(question=question, steps=numbered, n=len(steps))
         messages = [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
         tokens = self.engine.chat_tokens(messages)
         return ScoreRequest(tokens, [len(tokens) - 1], self._yes + self._no)
