@@ -36,24 +36,24 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _decode_rate(engine: Engine, prompts: list[list[int]], n: int, max_tokens: int) -> tuple[float, float]:
-    """(tokens/s, share of the time spent outside llama_decode)."""
-    tokens = seconds = in_decode = 0.0
-    for i, p in enumerate(prompts):
-        engine.generate(p, 1, max_tokens=1)  # cache the prompt: measure decoding only
-        d0 = engine.decode_seconds
-        out = engine.generate(p, n, max_tokens=max_tokens, sampling=SAMPLED, seeds=[i * 100 + j for j in range(n)],
-                              logprobs=False)
-        in_decode += engine.decode_seconds - d0
-        tokens += out.stats.generated_tokens
-        seconds += out.stats.wall_seconds
-    return tokens / seconds, 1 - in_decode / seconds
-
-
 def bench_decode(engine: Engine, prompts, cfg: EngineBenchConfig, log: Callable[[str], None]) -> dict[str, Any]:
-    rates, overhead = {}, {}
+    """tokens/s at each batch size; batch sizes take turns on every prompt so
+    that a noisy machine slows them alike."""
+    tokens = {n: 0 for n in cfg.batch_sizes}
+    wall = {n: 0.0 for n in cfg.batch_sizes}
+    in_decode = {n: 0.0 for n in cfg.batch_sizes}
+    for i, p in enumerate(prompts[: cfg.decode_prompts]):
+        engine.generate(p, 1, max_tokens=1)  # cache the prompt: measure decoding only
+        for n in cfg.batch_sizes:
+            d0 = engine.decode_seconds
+            out = engine.generate(p, n, max_tokens=cfg.decode_tokens, sampling=SAMPLED,
+                                  seeds=[i * 100 + j for j in range(n)], logprobs=False)
+            in_decode[n] += engine.decode_seconds - d0
+            tokens[n] += out.stats.generated_tokens
+            wall[n] += out.stats.wall_seconds
+    rates = {str(n): tokens[n] / wall[n] for n in cfg.batch_sizes}
+    overhead = {str(n): 1 - in_decode[n] / wall[n] for n in cfg.batch_sizes}
     for n in cfg.batch_sizes:
-        rates[str(n)], overhead[str(n)] = _decode_rate(engine, prompts[: cfg.decode_prompts], n, cfg.decode_tokens)
         log(f"  {engine.name}: N={n} {rates[str(n)]:.1f} tok/s ({overhead[str(n)]:.1%} outside llama_decode)")
     out: dict[str, Any] = {"tok_s": rates, "python_overhead": overhead}
     for n in cfg.batch_sizes:
