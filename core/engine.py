@@ -25,7 +25,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -65,7 +65,7 @@ class Generation:
     text: str
     tokens: list[int]
     logprobs: list[float]
-    finish_reason: str  # stop | eos | length | context
+    finish_reason: str  # stop | eos | length | context | cancelled
     prompt_index: int = 0
 
 
@@ -398,8 +398,12 @@ class Engine:
         seeds: Sequence[int] | None = None,
         stop: Sequence[str] = (),
         logprobs: bool = True,
+        should_stop: Callable[[], bool] | None = None,
     ) -> GenerateOutput:
         """n continuations of each prompt (token lists), decoded together.
+
+        ``should_stop`` is polled once per decoding step; when it returns True
+        every unfinished sequence ends with finish reason "cancelled".
 
         ``logprobs=False`` skips the per-token log-probabilities (a pass over
         the whole vocabulary per token; the search does not need them).
@@ -418,7 +422,7 @@ class Engine:
             t0 = time.perf_counter()
             calls0 = self.decode_calls
             try:
-                gens = self._generate(prompts, n, max_tokens, sampling, seeds, stop, stats, logprobs)
+                gens = self._generate(prompts, n, max_tokens, sampling, seeds, stop, stats, logprobs, should_stop)
             finally:
                 self._release()
             stats.wall_seconds = time.perf_counter() - t0
@@ -426,7 +430,7 @@ class Engine:
             stats.generated_tokens = sum(len(g.tokens) for g in gens)
             return GenerateOutput(gens, stats)
 
-    def _generate(self, prompts, n, max_tokens, sampling, seeds, stop, stats, want_logprobs) -> list[Generation]:
+    def _generate(self, prompts, n, max_tokens, sampling, seeds, stop, stats, want_logprobs, should_stop) -> list[Generation]:
         prompt_slots = self.prefill(prompts, stats)
         # The prompts' last tokens go in one decode so all first samples come from it.
         batch = self._batch
@@ -472,6 +476,10 @@ class Engine:
                 elif len(self.slots.tokens[seq_slots[k]]) + 1 >= self.n_ctx:
                     finish[k] = "context"
             live = [k for k in live if finish[k] is None]
+            if live and should_stop is not None and should_stop():
+                for k in live:
+                    finish[k] = "cancelled"
+                live = []
             if not live:
                 break
             batch.clear()

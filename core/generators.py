@@ -64,6 +64,7 @@ def _run(state: SearchState, runner: Runner, jobs: list[tuple[Beam, int]], depth
         seeds=[state.seed(depth, slot) for _, slot in jobs],
         stop=[state.config.delimiter],
         logprobs=False,
+        should_stop=lambda: state.cancelled,
     )
 
 
@@ -79,8 +80,8 @@ def _candidates(state: SearchState, jobs, out: GenerateOutput, depth: int, sourc
 
 
 def _score(state: SearchState, prm: RewardModel, cands: list[Candidate]) -> None:
-    if not cands:
-        return
+    if not cands or state.cancelled:
+        return  # a cancelled step's thoughts stay unscored
     with state.phase("score"):
         scores = prm.score_last(state.question, [c.beam.steps + [c.node.text] for c in cands])
     for c, s in zip(cands, scores):
@@ -173,6 +174,8 @@ class SpecSearch:
             state.emit(ThoughtDrafted(c.node))
             state.step.drafted.append(c.node.id)
         _score(state, self.models.prm, drafts)
+        if state.cancelled:
+            return drafts
 
         kept, rejected_jobs, rejected_ids = [], [], []
         for c, job in zip(drafts, jobs):

@@ -69,8 +69,8 @@ def run_search(
         state.steps.append(StepRecord(depth, threshold.beta))
         emit(StepStarted(depth, tuple(b.node_id for b in beams if b.node_id is not None), threshold.beta))
         cands = generator.expand(state, beams, depth)
-        if state.cancelled and not cands:
-            break
+        if state.cancelled:
+            break  # the thoughts of this step stay in the tree, unselected
         with state.phase("select"):
             for c in cands:
                 c.node.path_score = aggregate(c.beam.path_score, c.node.score, config.aggregation)

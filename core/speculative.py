@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -185,6 +185,7 @@ class SpeculativeDecoder:
         seeds: Sequence[int] | None = None,
         stop: Sequence[str] = (),
         logprobs: bool = True,
+        should_stop: Callable[[], bool] | None = None,
     ) -> GenerateOutput:
         prompts = _as_prompt_list(prompts)
         total = len(prompts) * n
@@ -195,12 +196,12 @@ class SpeculativeDecoder:
             # Plain decoding is what adaptive k would settle on; the native
             # sampler does it without copying logits out of llama.cpp.
             return self.target.generate(prompts, n, max_tokens=max_tokens, sampling=sampling, seeds=seeds,
-                                        stop=stop, logprobs=logprobs)
+                                        stop=stop, logprobs=logprobs, should_stop=should_stop)
         stats = GenerateStats()
         t0 = time.perf_counter()
         with self.target._lock, self.draft._lock:
             try:
-                gens = _SpecRun(self, prompts, n, max_tokens, sampling, seeds, stop, stats, logprobs).run()
+                gens = _SpecRun(self, prompts, n, max_tokens, sampling, seeds, stop, stats, logprobs).run(should_stop)
             finally:
                 self.target._release()
                 self.draft._release()
@@ -226,7 +227,7 @@ class _SpecRun:
         self.finish: list[str | None] = [None] * k_total
         self.prompt_of = [i for i in range(len(prompts)) for _ in range(n)]
 
-    def run(self) -> list[Generation]:
+    def run(self, should_stop: Callable[[], bool] | None = None) -> list[Generation]:
         t_slots = [c for s in self.t.prefill(self.prompts, self.stats) for c in self.t._fork(s, self.n)]
         self.t_slots = t_slots
         # Draft slots are taken on first use: when drafting does not pay, the
@@ -243,6 +244,10 @@ class _SpecRun:
             k = self.dec.policy.choose(len(live), self.sampling.greedy, alpha, catchup)
             self._round(live, k)
             live = [s for s in live if self.finish[s] is None]
+            if live and should_stop is not None and should_stop():
+                for s in live:
+                    self.finish[s] = "cancelled"
+                live = []
         return [
             Generation(self.checkers[s].finish(), self.out[s], self.logprobs[s], self.finish[s] or "length", self.prompt_of[s])
             for s in range(len(self.ctx))

@@ -103,6 +103,22 @@ class TestStopping:
         pytest.fail("no sequence reached the end-of-generation token in 40 seeds")
 
 
+class TestCancel:
+    def test_should_stop_ends_every_sequence_within_one_step(self, target):
+        polls = []
+
+        def should_stop():
+            polls.append(1)
+            return len(polls) >= 5
+
+        out = target.generate(target.tokenize("abc"), 3, max_tokens=100, sampling=SAMPLED, seeds=[1, 2, 3],
+                              should_stop=should_stop)
+        assert {g.finish_reason for g in out.generations} <= {"cancelled", "eos", "stop"}
+        assert max(len(g.tokens) for g in out.generations) <= 5
+        again = target.generate(target.tokenize("abc"), 1, max_tokens=10, sampling=SAMPLED, seeds=[1])
+        assert again.generations[0].tokens[:5] == out.generations[0].tokens[:5]
+
+
 class TestPrefixReuse:
     def test_generation_after_reuse_equals_fresh_prefill(self, tiny, target):
         base = target.tokenize("the answer is 12 + 3 = 15 and the next")

@@ -154,6 +154,7 @@ class TestCancellation:
         result = solver.solve(QUESTION, cfg, on_event=lambda e: (seen.append(e), on_event(e)), cancel=token)
         assert result.cancelled
         assert max(n.depth for n in result.nodes) <= 2
+        assert not any(n.selected for n in result.nodes if n.depth == 2)
         assert sum(isinstance(e, ev.StepStarted) for e in seen) == 2
         assert isinstance(seen[-1], ev.SearchFinished)
         again = solver.solve(QUESTION, cfg)
