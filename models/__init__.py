@@ -1,1 +1,18 @@
-"""specsearch.models"""
+"""specsearch.models: catalog, Hub downloads, offline pack, the local registry (no UI)."""
+
+from .recommended import CatalogEntry, catalog
+from .download import ChecksumMismatchError, DownloadCancelled, DownloadError, InsufficientDiskError, pull
+from .pack import PackNotInstalledError, assemble_offline_pack
+from .registry import ROLES, ModelEntry, ModelNotRegisteredError, Registry, VerifyResult, check_pair
+
+
+def compatible_drafts(large_name: str) -> list[ModelEntry]:
+    """Installed models that can draft for ``large_name`` (same vocabulary, smaller)."""
+    return Registry.load().compatible_drafts(large_name)
+
+
+__all__ = [
+    "CatalogEntry", "ChecksumMismatchError", "DownloadCancelled", "DownloadError", "InsufficientDiskError",
+    "ModelEntry", "ModelNotRegisteredError", "PackNotInstalledError", "ROLES", "Registry", "VerifyResult",
+    "assemble_offline_pack", "catalog", "check_pair", "compatible_drafts", "pull",
+]

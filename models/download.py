@@ -1,0 +1,154 @@
+"""Hub downloads through huggingface_hub, with progress, resume and checksums.
+
+huggingface_hub does the HTTP: ``get_hf_file_metadata`` for size, SHA-256
+(LFS etag) and the download location, ``http_get`` for the ranged GET with
+its own retries.  ``hf_hub_download`` itself is not used: since 2.x it
+deletes a partial file when a download fails, and the manager promises that
+an interrupted pull resumes.  So the partial file is ours
+(``models/.downloads/<repo>/<file>.<sha>.incomplete``) and ``http_get``
+continues it with a ``Range`` request.  Added here: a free-disk check before
+starting, progress through a callback (never a tqdm bar writing to the
+terminal, which would garble the TUI), cancellation, SHA-256 verification
+against the catalog or the Hub, and registration of verified files only.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx2
+from huggingface_hub import get_hf_file_metadata, hf_hub_url
+from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.file_download import http_get
+from huggingface_hub.utils import build_hf_headers
+from tqdm.std import tqdm
+
+from specsearch.core.errors import SpecSearchError
+
+from . import recommended as cat
+from . import locations
+from .registry import ModelEntry, Registry, sha256_file
+
+Progress = Callable[[int, int], None]
+
+
+class DownloadError(SpecSearchError):
+    """A download could not start or finish."""
+
+
+class InsufficientDiskError(DownloadError):
+    """Not enough free disk space for the file."""
+
+
+class ChecksumMismatchError(DownloadError):
+    """The downloaded file's SHA-256 is not the expected one (the file is deleted)."""
+
+
+class DownloadCancelled(DownloadError):
+    """Cancelled by the user; the partial file is kept for resuming."""
+
+
+def _progress_class(on_progress: Progress | None, cancel: threading.Event | None) -> type[tqdm]:
+    """A tqdm that reports to a callback instead of drawing (safe in worker threads)."""
+
+    class CallbackProgress(tqdm):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["file"] = io.StringIO()
+            kwargs["disable"] = False
+            super().__init__(*args, **kwargs)
+
+        def update(self, n: float | None = 1) -> bool | None:
+            out = super().update(n)
+            if on_progress is not None:
+                on_progress(int(self.n), int(self.total or 0))
+            if cancel is not None and cancel.is_set():
+                raise DownloadCancelled("download cancelled; run the same pull again to resume")
+            return out
+
+    return CallbackProgress
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _endpoint() -> str | None:
+    # huggingface_hub reads HF_ENDPOINT once at import; read it per call instead.
+    return os.environ.get("HF_ENDPOINT") or None
+
+
+def resolve(spec_or_repo: str, filename: str | None) -> tuple[str, str, str | None, str | None, str]:
+    """(repo_id, filename, expected sha256, role, name) for a catalog name or REPO FILE."""
+    if filename is None:
+        entry = cat.find(spec_or_repo)
+        if entry is None:
+            raise DownloadError(f"{spec_or_repo!r} is not in the catalog (see `specsearch models catalog`); "
+                                "or give a Hub repo and file: `specsearch models pull REPO FILE`")
+        return entry.repo_id, entry.filename, entry.sha256, entry.role, entry.name
+    entry = cat.find(f"{spec_or_repo}/{filename}")
+    name = filename.removesuffix(".gguf").lower()
+    return spec_or_repo, filename, entry.sha256 if entry else None, entry.role if entry else None, name
+
+
+def pull(
+    spec_or_repo: str,
+    filename: str | None = None,
+    on_progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    role: str | None = None,
+    registry: Registry | None = None,
+) -> ModelEntry:
+    """Download a model from the Hub (resuming a partial download), verify it, register it."""
+    repo_id, filename, expected, cat_role, name = resolve(spec_or_repo, filename)
+    if _offline():
+        raise DownloadError(f"HF_HUB_OFFLINE is set: cannot download {repo_id}/{filename}; "
+                            "use `specsearch models pack` or `specsearch models import FILE.gguf`")
+    endpoint = _endpoint()
+    models = locations.models_dir()
+    staging = models / ".downloads" / repo_id.replace("/", "--")
+    try:
+        meta = get_hf_file_metadata(hf_hub_url(repo_id, filename, endpoint=endpoint), endpoint=endpoint)
+    except (HfHubHTTPError, OSError) as exc:
+        raise DownloadError(f"cannot reach the Hub for {repo_id}/{filename}: {exc}") from exc
+    hub_sha = meta.etag if meta.etag and re.fullmatch(r"[0-9a-f]{64}", meta.etag) else None
+    expected = expected or hub_sha
+    size = meta.size or 0
+    partial = sum(p.stat().st_size for p in staging.glob("*.incomplete")) if staging.exists() else 0
+    free = shutil.disk_usage(models).free
+    if size and free < size - partial:
+        raise InsufficientDiskError(f"{models} has {free / 2**20:.0f} MB free; "
+                                    f"{(size - partial) / 2**20:.0f} MB more are needed for {filename}")
+    staging.mkdir(parents=True, exist_ok=True)
+    path = staging / f"{filename.replace('/', '--')}.{(meta.etag or 'unknown')[:16]}.incomplete"
+    resume = path.stat().st_size if path.exists() else 0
+    if size and resume > size:
+        path.unlink()
+        resume = 0
+    if not size or resume < size:
+        try:
+            with open(path, "ab") as fh:
+                http_get(meta.location, fh, resume_size=resume, headers=build_hf_headers(), expected_size=size or None,
+                         displayed_filename=filename, tqdm_class=_progress_class(on_progress, cancel))
+        except DownloadCancelled:
+            raise
+        except (HfHubHTTPError, httpx2.HTTPError, OSError) as exc:
+            raise DownloadError(f"download of {repo_id}/{filename} stopped: {exc}; "
+                                "run the same pull again to resume") from exc
+    elif on_progress:
+        on_progress(size, size)
+    digest = sha256_file(path)
+    if expected and digest != expected:
+        path.unlink(missing_ok=True)
+        raise ChecksumMismatchError(f"{filename}: SHA-256 {digest[:16]}… does not match the expected "
+                                    f"{expected[:16]}…; the file was deleted and nothing was registered")
+    final = models / filename
+    os.replace(path, final)
+    registry = registry or Registry.load()
+    return registry.import_file(final, role=role or cat_role, name=name, source=f"hub:{repo_id}/{filename}",
+                                sha256=digest)
