@@ -106,6 +106,9 @@ def pull(
 ) -> ModelEntry:
     """Download a model from the Hub (resuming a partial download), verify it, register it."""
     repo_id, filename, expected, cat_role, name = resolve(spec_or_repo, filename)
+    # Loaded before the file lands in the models folder: a first-ever load
+    # adopts the GGUF files it finds there, which would register it twice.
+    registry = registry or Registry.load()
     if _offline():
         raise DownloadError(f"HF_HUB_OFFLINE is set: cannot download {repo_id}/{filename}; "
                             "use `specsearch models pack` or `specsearch models import FILE.gguf`")
@@ -149,6 +152,5 @@ def pull(
                                     f"{expected[:16]}…; the file was deleted and nothing was registered")
     final = models / filename
     os.replace(path, final)
-    registry = registry or Registry.load()
     return registry.import_file(final, role=role or cat_role, name=name, source=f"hub:{repo_id}/{filename}",
                                 sha256=digest)

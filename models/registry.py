@@ -178,6 +178,8 @@ class Registry:
             quantization=info.quantization, architecture=info.architecture,
             vocab_fingerprint=info.vocab_fingerprint, vocab_size=info.vocab_size, source=source, sha256=sha256,
         )
+        for other in [n for n, e in self._models.items() if n != name and Path(e.path) == Path(entry.path)]:
+            del self._models[other]  # one file, one entry
         old = self._models.get(name)
         if old is not None:  # keep the user's load settings across re-imports
             entry.n_gpu_layers, entry.n_ctx, entry.n_threads = old.n_gpu_layers, old.n_ctx, old.n_threads

@@ -199,6 +199,13 @@ class TestDownload:
         assert not Registry.load().entries()
         assert pull("org/tiny", "tiny.gguf").name == "tiny"
 
+    def test_catalog_pull_on_a_fresh_machine_registers_once(self, hub, gguf_bytes):
+        entry = cat.find("qwen2.5-0.5b-instruct")
+        hub.add(entry.repo_id, entry.filename, gguf_bytes)
+        pulled = pull("qwen2.5-0.5b-instruct")
+        assert [e.name for e in Registry.load().entries()] == ["qwen2.5-0.5b-instruct"]
+        assert pulled.role == "small"
+
     def test_unknown_catalog_name(self, hub):
         with pytest.raises(DownloadError, match="not in the catalog"):
             pull("no-such-model")

@@ -1,0 +1,1 @@
+"""specsearch.app.screens: one module per screen."""

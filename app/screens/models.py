@@ -1,0 +1,254 @@
+"""Model manager: local models (the Registry), pull from the catalog, import a file,
+assemble the offline pack — each with a progress bar — delete, set defaults."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Label, ProgressBar, Static
+
+from specsearch.models import Registry, assemble_offline_pack, catalog, pull
+from specsearch.models.locations import models_dir
+
+from ..messages import TransferFinished, TransferProgress
+from ..search_worker import describe_error
+from ..settings import missing_message, resolve_models
+
+if TYPE_CHECKING:
+    from ..app import SpecSearchApp
+
+CLI_HINT = ("In a shell: `specsearch models pack` registers the offline Qwen pair, "
+            "`specsearch models pull NAME` downloads one, `specsearch models --help` lists the rest.")
+
+
+def human_bytes(n: Any) -> str:
+    if not isinstance(n, (int, float)) or n <= 0:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return "?"
+
+
+class ModelsScreen(Screen):
+    BINDINGS = [
+        Binding("s", "set_default('small')", "Small"),
+        Binding("l", "set_default('large')", "Large"),
+        Binding("r", "set_default('prm')", "PRM"),
+        Binding("d,delete", "delete", "Delete"),
+        Binding("p", "pull", "Pull"),
+        Binding("i", "import_file", "Import"),
+        Binding("k", "pack", "Pack"),
+        Binding("escape", "cancel_transfer", "Stop download", show=False),
+    ]
+    DEFAULT_CSS = """
+    ModelsScreen #models-banner { height: auto; padding: 0 1; background: $boost; }
+    ModelsScreen #models-banner.missing { color: $warning; }
+    ModelsScreen .section { padding: 0 1; text-style: bold; margin-top: 1; }
+    ModelsScreen #local-table { height: 1fr; min-height: 4; }
+    ModelsScreen #catalog-table { height: 1fr; min-height: 4; }
+    ModelsScreen #import-path { display: none; }
+    ModelsScreen #import-path.shown { display: block; }
+    ModelsScreen #transfer-progress { padding: 0 1; height: 1; }
+    ModelsScreen #transfer-status { height: auto; padding: 0 1; color: $text-muted; }
+    """
+
+    app: "SpecSearchApp"
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.registry: Registry | None = None
+        self.local: list[Any] = []
+        self.catalog_items: list[Any] = []
+        self.transfer: str | None = None  # what is being pulled / imported / assembled
+        self._cancel: threading.Event | None = None
+        self._armed_delete: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="models-banner")
+        yield Label("Local models (s / l / r: default small / large / PRM · d: delete · i: import a .gguf · "
+                    "k: offline pack)", classes="section")
+        yield DataTable(id="local-table", cursor_type="row", zebra_stripes=True)
+        yield Label("Catalog (p: pull the highlighted model; Esc stops a download, pulling again resumes)",
+                    classes="section")
+        yield DataTable(id="catalog-table", cursor_type="row", zebra_stripes=True)
+        yield Input(placeholder="Path of a .gguf file to import (Enter imports, Esc closes)", id="import-path")
+        yield ProgressBar(id="transfer-progress", show_eta=True)
+        yield Static("", id="transfer-status")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.sub_title = "model manager"
+        self.query_one("#local-table", DataTable).add_columns("name", "default for", "role", "size", "quant", "path")
+        self.query_one("#catalog-table", DataTable).add_columns("name", "role", "family", "size", "notes")
+        self.query_one("#transfer-progress", ProgressBar).display = False
+        self.action_reload()
+        self.query_one("#local-table").focus()
+
+    def on_screen_resume(self) -> None:
+        self.action_reload()
+
+    # ------------------------------------------------------------ listing ---
+    def action_reload(self) -> None:
+        local = self.query_one("#local-table", DataTable)
+        cat = self.query_one("#catalog-table", DataTable)
+        local.clear()
+        cat.clear()
+        banner = self.query_one("#models-banner", Static)
+        problem = missing_message(resolve_models(self.app.settings), self.app.settings.method)
+        banner.set_class(problem is not None, "missing")
+        try:
+            self.registry = Registry.load()
+            self.local = self.registry.entries()
+            defaults = {r: e for r, e in self.registry.defaults().items() if e is not None}
+        except Exception as exc:  # an unreadable registry: say so, keep the app usable
+            self.registry, self.local, defaults = None, [], {}
+            problem = f"{problem or ''} Model registry unreadable: {describe_error(exc)}".strip()
+        self.catalog_items = catalog()
+        for e in self.local:
+            roles = ", ".join(r for r, d in defaults.items() if d.name == e.name)
+            local.add_row(Text(e.name), roles, e.role or "–", human_bytes(e.size_bytes), e.quantization,
+                          Text(e.path), key=e.name)
+        for c in self.catalog_items:
+            cat.add_row(Text(c.name), c.role, c.family, human_bytes(c.size_bytes), Text(c.notes), key=c.name)
+        if problem:
+            banner.update(Text(f"⚠ {problem}"))
+        else:
+            banner.update(Text(f"{len(self.local)} local models in {models_dir()}. {CLI_HINT}"))
+
+    def _highlighted(self, table_id: str, items: list[Any]) -> Any | None:
+        table = self.query_one(table_id, DataTable)
+        if not items or not 0 <= table.cursor_row < len(items):
+            return None
+        return items[table.cursor_row]
+
+    # ------------------------------------------------------------ actions ---
+    def action_set_default(self, role: str) -> None:
+        entry = self._highlighted("#local-table", self.local)
+        if entry is None or self.registry is None:
+            self.notify("Highlight a local model first.")
+            return
+        try:
+            self.registry.set_default(role, entry.name)
+        except Exception as exc:  # e.g. a small model whose vocabulary the large one does not share
+            self.notify(describe_error(exc), title="Default not set", severity="error", timeout=10)
+            return
+        self.notify(f"{entry.name} is now the default {role} model.")
+        self.action_reload()
+
+    def action_delete(self) -> None:
+        entry = self._highlighted("#local-table", self.local)
+        if entry is None or self.registry is None:
+            return
+        if self._armed_delete != entry.name:
+            self._armed_delete = entry.name
+            self.notify(f"Press d again to delete {entry.name}.", severity="warning")
+            return
+        self._armed_delete = None
+        try:
+            self.registry.remove(entry.name)
+        except Exception as exc:  # the registry says why
+            self.notify(describe_error(exc), title="Not deleted", severity="error")
+            return
+        self.notify(f"Deleted {entry.name}.")
+        self.action_reload()
+
+    # ---------------------------------------------------------- transfers ---
+    def _begin(self, what: str) -> bool:
+        if self.transfer is not None:
+            self.notify(f"Busy with {self.transfer}.", severity="warning")
+            return False
+        self.transfer = what
+        self._cancel = threading.Event()
+        bar = self.query_one("#transfer-progress", ProgressBar)
+        bar.display = True
+        bar.update(total=None, progress=0)
+        self.query_one("#transfer-status", Static).update(Text(f"{what}…"))
+        return True
+
+    def action_pull(self) -> None:
+        item = self._highlighted("#catalog-table", self.catalog_items)
+        if item is None:
+            self.notify("Highlight a catalog model first.")
+            return
+        if self._begin(f"pulling {item.name}"):
+            self.transfer_worker(self.transfer, lambda progress, cancel: [pull(item.name, on_progress=progress,
+                                                                              cancel=cancel)])
+
+    def action_pack(self) -> None:
+        if self._begin("assembling the offline pack"):
+            self.transfer_worker(self.transfer, lambda progress, cancel: assemble_offline_pack(
+                on_progress=lambda _name, done, total: progress(done, total)))
+
+    def action_import_file(self) -> None:
+        box = self.query_one("#import-path", Input)
+        box.add_class("shown")
+        box.focus()
+
+    @on(Input.Submitted, "#import-path")
+    def _import_submitted(self, event: Input.Submitted) -> None:
+        path = event.value.strip()
+        if not path:
+            return
+        event.input.value = ""
+        event.input.remove_class("shown")
+        self.query_one("#local-table").focus()
+        registry = self.registry or Registry.load()
+        if self._begin(f"importing {path}"):
+            self.transfer_worker(self.transfer, lambda progress, cancel: [registry.import_file(path, on_progress=progress)])
+
+    def action_cancel_transfer(self) -> None:
+        box = self.query_one("#import-path", Input)
+        if box.has_class("shown"):
+            box.remove_class("shown")
+            self.query_one("#local-table").focus()
+        elif self._cancel is not None:
+            self._cancel.set()
+
+    @work(thread=True, exclusive=True, group="transfer")
+    def transfer_worker(self, what: str, job: Callable[[Callable[[int, int], None], threading.Event], Any]) -> None:
+        cancel = self._cancel or threading.Event()
+        last = [0.0]
+
+        def progress(done: int, total: int) -> None:  # at most ~10 messages a second
+            now = time.monotonic()
+            if now - last[0] >= 0.1 or (total and done >= total):
+                last[0] = now
+                self.post_message(TransferProgress(what, done, total or None))
+
+        try:
+            entries = job(progress, cancel)
+        except Exception as exc:  # reported on the screen; the models folder stays consistent
+            self.post_message(TransferFinished(what, error=describe_error(exc)))
+            return
+        self.post_message(TransferFinished(what, entries=tuple(entries or ())))
+
+    @on(TransferProgress)
+    def _progress(self, message: TransferProgress) -> None:
+        self.query_one("#transfer-progress", ProgressBar).update(total=message.total, progress=message.done)
+        total = f" of {human_bytes(message.total)}" if message.total else ""
+        self.query_one("#transfer-status", Static).update(
+            Text(f"{message.what}: {human_bytes(message.done)}{total}"))
+
+    @on(TransferFinished)
+    def _finished(self, message: TransferFinished) -> None:
+        self.transfer, self._cancel = None, None
+        self.query_one("#transfer-progress", ProgressBar).display = False
+        status = self.query_one("#transfer-status", Static)
+        if message.error:
+            status.update(Text(f"⚠ {message.what} failed: {message.error}"))
+            self.notify(message.error, title="Model manager", severity="error", timeout=10)
+        else:
+            names = ", ".join(e.name for e in message.entries)
+            status.update(Text(f"Done: {message.what}" + (f" → {names}" if names else "")))
+            self.notify(f"Registered {names}." if names else "Done.")
+        self.action_reload()

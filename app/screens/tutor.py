@@ -1,0 +1,294 @@
+"""Tutoring: the learner works a problem; hints come one step at a time
+(Solver.next_step), the learner's steps are judged by the reward model
+(Solver.judge_step) and answers checked for equivalence (core.answers)."""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Markdown, Static
+
+from specsearch.core.events import CancelToken
+
+from ..history import Conversation, Exchange
+from ..messages import HintReady, ReferenceReady, StepJudged, TutorFailed
+from ..mathtext import readable
+from ..search_worker import describe_error
+from ..settings import ResolvedModels, Settings, missing_message, resolve_models
+from ..tutor import TutorSession, practice_problem
+from ..widgets.question_input import QuestionInput
+
+if TYPE_CHECKING:
+    from ..app import SpecSearchApp
+
+INTRO = ("Tutoring: type a math question you want to practise (or press Ctrl+O for a practice problem). "
+         "Then write your solution one step at a time: Enter checks a step, Ctrl+R checks a final answer, "
+         "Ctrl+G gives you the next step as a hint.")
+
+
+class TutorScreen(Screen):
+    BINDINGS = [
+        Binding("ctrl+g", "hint", "Hint"),
+        Binding("ctrl+r", "check_answer", "Check answer"),
+        Binding("ctrl+o", "practice", "Practice"),
+        Binding("ctrl+n", "new_problem", "New"),
+        Binding("escape", "cancel", "Stop waiting", show=False),
+    ]
+    DEFAULT_CSS = """
+    TutorScreen #tutor-problem { height: auto; max-height: 12; border-bottom: solid $primary-muted; }
+    TutorScreen #tutor-log { height: 1fr; padding: 0 1; }
+    TutorScreen #tutor-log > Static { margin-bottom: 1; }
+    TutorScreen #tutor-log > .hint { color: $accent; }
+    TutorScreen #tutor-log > .ok { color: $success; }
+    TutorScreen #tutor-log > .bad { color: $warning; }
+    TutorScreen #tutor-log > .learner { text-style: bold; }
+    TutorScreen #tutor-status { height: 1; padding: 0 1; color: $text-muted; }
+    """
+
+    app: "SpecSearchApp"
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.session: TutorSession | None = None
+        self.conversation: Conversation | None = None
+        self.exchange: Exchange | None = None
+        self.run_id: int | None = None
+        self.cancel_token: CancelToken | None = None
+        self._pending_answer: str | None = None
+        self._rng = random.Random()
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Markdown(INTRO, id="tutor-problem")
+        yield VerticalScroll(id="tutor-log")
+        yield Static("", id="tutor-status")
+        yield QuestionInput("Your question, then your steps…", id="tutor-input", history=[])
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.sub_title = "tutoring"
+        self._rng.seed(self.app.settings.seed)
+        self._set_prompt()
+        self.query_one(QuestionInput).focus()
+
+    # ------------------------------------------------------------ helpers ---
+    def _set_prompt(self) -> None:
+        box = self.query_one(QuestionInput)
+        box.border_title = ("Your step (Enter checks it · Ctrl+R checks an answer · Ctrl+G hint)"
+                            if self.session else "Question to practise (Enter starts · Ctrl+O practice problem)")
+
+    def say(self, text: str, kind: str = "") -> None:
+        log = self.query_one("#tutor-log", VerticalScroll)
+        log.mount(Static(Text(text), classes=kind))
+        log.scroll_end(animate=False)
+
+    def busy(self, text: str) -> None:
+        self.query_one("#tutor-status", Static).update(Text(text))
+
+    @property
+    def waiting(self) -> bool:
+        return self.cancel_token is not None
+
+    def _models(self, judge_only: bool = False) -> ResolvedModels | None:
+        """The models for a hint (the method's) or for judging a step (the reward model only)."""
+        settings = self.app.settings
+        models = resolve_models(settings)
+        if judge_only:
+            problem = None if models.specs["prm"] else (
+                "No reward model configured (nor a small or large model to judge with). "
+                "Pick one in the model manager (F6) or Settings (F7).")
+        else:
+            problem = missing_message(models, settings.method)
+        if problem:
+            self.say("⚠ " + problem, "bad")
+            self.notify(problem, title="Models missing", severity="error")
+            return None
+        return models
+
+    def _start_job(self) -> tuple[int, CancelToken]:
+        self.run_id, self.cancel_token = self.app.new_run()
+        return self.run_id, self.cancel_token
+
+    def _job_done(self) -> None:
+        self.app.forget_run(self.cancel_token)
+        self.cancel_token = None
+        self.busy("")
+        self._save()
+
+    def _save(self) -> None:
+        if self.exchange is not None and self.session is not None and self.conversation is not None:
+            self.exchange.tutor = list(self.session.turns)
+            self.app.save_conversation(self.conversation)
+
+    # ----------------------------------------------------------- problem ---
+    async def set_problem(self, question: str, reference: str | None = None, source: str = "your question") -> None:
+        self.session = TutorSession(question, reference, source=source)
+        self.conversation = Conversation.new()
+        self.exchange = Exchange(question, "tutor", self.app.settings.to_dict(), status="done")
+        self.conversation.exchanges.append(self.exchange)
+        await self.query_one("#tutor-problem", Markdown).update(
+            f"**Problem** ({source}{', answer known' if reference else ''}):\n\n{readable(question)}")
+        await self.query_one("#tutor-log", VerticalScroll).remove_children()
+        self.say("Let's work through it together. Write your first step, or press Ctrl+G for a hint.")
+        self._set_prompt()
+        self._save()
+
+    @on(QuestionInput.Submitted, "#tutor-input")
+    async def _submitted(self, event: QuestionInput.Submitted) -> None:
+        if self.session is None:
+            await self.set_problem(event.text)
+        else:
+            self.check_step(event.text)
+
+    async def action_practice(self) -> None:
+        try:
+            question, answer, source = practice_problem(self._rng)
+        except Exception as exc:  # a damaged install: say so, keep going
+            self.notify(f"No practice problems: {exc}", severity="error")
+            return
+        await self.set_problem(question, answer, source)
+
+    async def action_new_problem(self) -> None:
+        self.session, self.exchange, self.conversation = None, None, None
+        await self.query_one("#tutor-problem", Markdown).update(INTRO)
+        await self.query_one("#tutor-log", VerticalScroll).remove_children()
+        self._set_prompt()
+
+    def action_cancel(self) -> None:
+        if self.cancel_token is not None:
+            self.cancel_token.cancel()
+            self.run_id = None  # ignore whatever comes back
+            self._job_done()
+            self.say("Stopped waiting.", "bad")
+
+    # -------------------------------------------------------------- hint ---
+    def action_hint(self) -> None:
+        if self.session is None:
+            self.notify("Type a question first (or Ctrl+O for a practice problem).")
+            return
+        if self.waiting:
+            self.notify("One moment — still thinking.")
+            return
+        models = self._models()
+        if models is None:
+            return
+        run_id, _ = self._start_job()
+        self.busy("thinking of a hint…")
+        self.hint_worker(models, self.app.settings, self.session.question, list(self.session.steps), run_id)
+
+    @work(thread=True, exclusive=True, group="tutor")
+    def hint_worker(self, models: ResolvedModels, settings: Settings, question: str, steps: list[str], run_id: int) -> None:
+        try:
+            solver = self.app.pool.get(models, settings.prm_kind)
+            text = solver.next_step(question, steps, settings.search_config())
+        except Exception as exc:  # shown to the learner, the screen keeps working
+            self.post_message(TutorFailed(run_id, describe_error(exc)))
+            return
+        self.post_message(HintReady(run_id, text))
+
+    @on(HintReady)
+    def _hint(self, message: HintReady) -> None:
+        if message.run_id != self.run_id or self.session is None:
+            return
+        text = self.session.add_hint(message.text)
+        self.say(f"💡 Hint (step {len(self.session.steps)}): {readable(text)}" if message.text.strip() else text, "hint")
+        self._job_done()
+
+    # -------------------------------------------------------------- step ---
+    def check_step(self, step: str) -> None:
+        if self.session is None:
+            return
+        if self.waiting:
+            self.notify("One moment — still thinking.")
+            return
+        models = self._models(judge_only=True)
+        if models is None:
+            return
+        self.say(f"You: {step}", "learner")
+        run_id, _ = self._start_job()
+        self.busy("checking your step…")
+        self.judge_worker(models, self.app.settings, self.session.question, list(self.session.steps), step, run_id)
+
+    @work(thread=True, exclusive=True, group="tutor")
+    def judge_worker(self, models: ResolvedModels, settings: Settings, question: str, steps: list[str], step: str,
+                     run_id: int) -> None:
+        try:
+            score = self.app.pool.get(models, settings.prm_kind).judge_step(question, steps + [step])
+        except Exception as exc:  # shown to the learner
+            self.post_message(TutorFailed(run_id, describe_error(exc)))
+            return
+        self.post_message(StepJudged(run_id, step, score))
+
+    @on(StepJudged)
+    def _judged(self, message: StepJudged) -> None:
+        if message.run_id != self.run_id or self.session is None:
+            return
+        verdict = self.session.judge_step(message.step, message.score)
+        self.say(verdict.message, "ok" if verdict.ok else "bad")
+        self._job_done()
+
+    # ------------------------------------------------------------ answer ---
+    def action_check_answer(self) -> None:
+        if self.session is None:
+            self.notify("Type a question first (or Ctrl+O for a practice problem).")
+            return
+        box = self.query_one(QuestionInput)
+        text = box.text.strip()
+        if not text:
+            self.notify("Type your answer in the box first, then press Ctrl+R.")
+            return
+        if self.waiting:
+            self.notify("One moment — still thinking.")
+            return
+        box.clear()
+        self.say(f"Your answer: {text}", "learner")
+        if self.session.reference is not None:
+            self._show_answer_verdict(text)
+            return
+        models = self._models()
+        if models is None:
+            return
+        self._pending_answer = text
+        run_id, token = self._start_job()
+        self.busy("working out the answer myself to check yours…")
+        self.reference_worker(models, self.app.settings, self.session.question, run_id, token)
+
+    @work(thread=True, exclusive=True, group="tutor")
+    def reference_worker(self, models: ResolvedModels, settings: Settings, question: str, run_id: int,
+                         cancel: CancelToken) -> None:
+        try:
+            result = self.app.pool.get(models, settings.prm_kind).solve(question, settings.search_config(), cancel=cancel)
+        except Exception as exc:  # shown to the learner
+            self.post_message(TutorFailed(run_id, describe_error(exc)))
+            return
+        self.post_message(ReferenceReady(run_id, result.answer))
+
+    @on(ReferenceReady)
+    def _reference(self, message: ReferenceReady) -> None:
+        if message.run_id != self.run_id or self.session is None:
+            return
+        self.session.reference, self.session.reference_is_model = message.answer, True
+        if self._pending_answer is not None:
+            self._show_answer_verdict(self._pending_answer)
+            self._pending_answer = None
+        self._job_done()
+
+    def _show_answer_verdict(self, text: str) -> None:
+        assert self.session is not None
+        verdict = self.session.check_answer(text)
+        self.say(verdict.message, "ok" if verdict.ok else "bad")
+        self._save()
+
+    @on(TutorFailed)
+    def _failed(self, message: TutorFailed) -> None:
+        if message.run_id != self.run_id:
+            return
+        self.say(f"⚠ Sorry, something went wrong: {message.error}", "bad")
+        self._job_done()

@@ -1,0 +1,141 @@
+"""Running searches off the UI thread.
+
+:class:`SolverPool` keeps one :class:`~specsearch.core.Solver` (models stay
+loaded between questions) and replaces it when the model settings change.
+:class:`EventBatcher` turns the core's event stream into at most
+``1/interval`` messages a second.  :func:`run_search_job` is the body of the
+screens' ``@work(thread=True)`` workers: it only ever *posts* messages.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, Sequence
+
+from textual.message import Message
+
+from specsearch.core.api import Solver
+from specsearch.core.errors import SpecSearchError
+from specsearch.core.events import CancelToken, SearchEvent, SearchFinished
+from specsearch.core.tree import SearchResult
+
+from .messages import SearchCompleted, SearchEvents, SearchFailed, SearchStatus
+from .settings import ResolvedModels, Settings
+
+Post = Callable[[Message], object]
+
+REFRESH_HZ = 15.0
+
+
+class EventBatcher:
+    """Collects events from the search thread; hands them on in batches, at most one
+    batch per ``interval`` seconds, and never sits on an event for longer than that."""
+
+    def __init__(self, deliver: Callable[[tuple[SearchEvent, ...]], object], interval: float = 1 / REFRESH_HZ) -> None:
+        self.deliver = deliver
+        self.interval = interval
+        self._buffer: list[SearchEvent] = []
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._last = 0.0
+        self._closed = False
+
+    def push(self, event: SearchEvent) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._buffer.append(event)
+            if self._timer is not None:
+                return  # a flush is already scheduled
+            wait = self._last + self.interval - time.monotonic()
+            if wait > 0 and not isinstance(event, SearchFinished):
+                self._timer = threading.Timer(wait, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
+                return
+        self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            batch, self._buffer = tuple(self._buffer), []
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._last = time.monotonic()
+            if batch:
+                # deliver under the lock: batches keep their order across threads
+                self.deliver(batch)
+
+    def close(self) -> None:
+        """Deliver what is left; later pushes are dropped."""
+        self.flush()
+        with self._lock:
+            self._closed = True
+
+
+class SolverPool:
+    """One Solver at a time, keyed by the model specs; thread-safe."""
+
+    def __init__(self, factory: Callable[..., Solver] = Solver) -> None:
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._solver: Solver | None = None
+        self._key: tuple | None = None
+
+    def get(self, models: ResolvedModels, prm_kind: str) -> Solver:
+        key = (models.key(), prm_kind)
+        with self._lock:
+            if self._solver is None or self._key != key:
+                old, self._solver = self._solver, None
+                if old is not None:
+                    old.close()
+                s = models.specs
+                self._solver = self._factory(s["small"], s["large"], s["prm"], prm_kind=prm_kind)
+                self._key = key
+            return self._solver
+
+    def loaded(self, models: ResolvedModels, prm_kind: str) -> bool:
+        with self._lock:
+            return self._solver is not None and self._key == (models.key(), prm_kind)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._solver is not None:
+                self._solver.close()
+            self._solver, self._key = None, None
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for the user; the core's own errors already name their cause."""
+    if isinstance(exc, SpecSearchError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def load_models(pool: SolverPool, models: ResolvedModels, settings: Settings, methods: Sequence[str],
+                post: Post, run_id: int) -> Solver:
+    """The pooled solver with every model ``methods`` need loaded (status posted meanwhile)."""
+    solver = pool.get(models, settings.prm_kind)
+    post(SearchStatus(run_id, "loading models…"))
+    for method in methods:
+        solver.models(method)
+    return solver
+
+
+def run_search_job(pool: SolverPool, models: ResolvedModels, settings: Settings, question: str, method: str,
+                   run_id: int, cancel: CancelToken, post: Post, interval: float = 1 / REFRESH_HZ) -> SearchResult | None:
+    """Solve ``question`` and post SearchStatus / SearchEvents / SearchCompleted / SearchFailed."""
+    batcher = EventBatcher(lambda events: post(SearchEvents(run_id, events)), interval)
+    try:
+        solver = load_models(pool, models, settings, [method], post, run_id)
+        post(SearchStatus(run_id, f"searching ({method})…"))
+        result = solver.solve(question, settings.search_config(method), on_event=batcher.push, cancel=cancel)
+    except Exception as exc:  # every failure reaches the user as a message, the app keeps running
+        batcher.close()
+        post(SearchFailed(run_id, describe_error(exc)))
+        return None
+    batcher.close()
+    post(SearchCompleted(run_id, result))
+    return result
+

@@ -1,0 +1,348 @@
+"""The app's settings: one dataclass, a docstring per field, persisted as JSON.
+
+Layers, lowest first: the field defaults, ``settings.json`` in the user config
+dir, environment variables ``SPECSEARCH_<FIELD>`` (plus the short aliases in
+:data:`ALIASES`, e.g. ``SPECSEARCH_BEAM``), then ``specsearch-tui`` command-line
+options.  Env and command-line values apply to this run only: saving from the
+settings screen writes only what the user changed there.
+
+No Textual imports here.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import json
+import os
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from specsearch.core.api import ModelSpec
+from specsearch.core.atomic import atomic_write_json
+from specsearch.core.config import METHODS, SearchConfig
+from specsearch.core.errors import SpecSearchError
+from specsearch.models import ModelEntry, Registry
+from specsearch.models.locations import config_dir
+
+ROLES = ("small", "large", "prm")
+NEEDS = {"specsearch": ("small", "large"), "sps": ("small", "large"), "ar": ("large",), "small": ("small",)}
+"""Which generator models each method needs (every method also needs a reward model)."""
+
+
+@dataclass
+class Settings:
+    small: str | None = None
+    """Small (draft) model: a GGUF path or a model-manager name. Empty: the model manager's default."""
+    large: str | None = None
+    """Large (target) model: a GGUF path or a model-manager name. Empty: the model manager's default."""
+    prm: str | None = None
+    """Reward model (PRM): a GGUF path or a model-manager name. Empty: the default, else the small model as judge."""
+    prm_kind: str = "judge"
+    """judge: an instruct model answers yes/no per step; step-tag: a Math-Shepherd style PRM."""
+    method: str = "specsearch"
+    """specsearch (small drafts, PRM checks, large rewrites), ar (large only), sps (large + token drafting), small."""
+    beam_width: int = 2
+    """Beams kept after each step (B)."""
+    children: int = 4
+    """Thoughts generated per beam per step (N)."""
+    max_depth: int = 12
+    """Most steps (thoughts) in a solution."""
+    max_step_tokens: int = 192
+    """Token budget of one thought."""
+    temperature: float = 0.7
+    """Sampling temperature (0 = greedy)."""
+    theta: float = 0.9
+    """θ: EMA weight of the previous threshold, β' = θ·β + (1-θ)·Θ(large-model scores)."""
+    threshold_stat: str = "mean"
+    """Θ: statistic of the large model's step scores that sets β: mean, max or quantile."""
+    threshold_quantile: float = 0.5
+    """q for Θ = quantile."""
+    fixed_beta: float | None = None
+    """A constant threshold β instead of the adaptive one (empty: adaptive)."""
+    seed: int = 0
+    """Sampling seed: the same seed gives the same search."""
+    n_gpu_layers_small: int | None = None
+    """GPU layers of the small model (empty: all when llama.cpp has a GPU backend, else 0)."""
+    n_gpu_layers_large: int | None = None
+    """GPU layers of the large model (empty: automatic)."""
+    n_gpu_layers_prm: int | None = None
+    """GPU layers of the reward model (empty: automatic)."""
+    n_ctx_small: int | None = None
+    """Context tokens of the small model (empty: automatic)."""
+    n_ctx_large: int | None = None
+    """Context tokens of the large model (empty: automatic)."""
+    n_ctx_prm: int | None = None
+    """Context tokens of the reward model (empty: automatic)."""
+    n_threads: int | None = None
+    """CPU threads per model (empty: all cores)."""
+
+    # ------------------------------------------------------------------ derived
+    def search_config(self, method: str | None = None) -> SearchConfig:
+        """The core's SearchConfig for these settings (``method`` overrides)."""
+        return SearchConfig(
+            method=method or self.method,
+            beam_width=self.beam_width,
+            children=self.children,
+            max_depth=self.max_depth,
+            max_step_tokens=self.max_step_tokens,
+            temperature=self.temperature,
+            seed=self.seed,
+            theta=self.theta,
+            threshold_stat=self.threshold_stat,  # type: ignore[arg-type]
+            threshold_quantile=self.threshold_quantile,
+            threshold_mode="fixed" if self.fixed_beta is not None else "adaptive",
+            fixed_beta=self.fixed_beta if self.fixed_beta is not None else SearchConfig.fixed_beta,
+        )
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field."""
+        if self.method not in METHODS:
+            raise ValueError(f"method: choose from {', '.join(METHODS)}")
+        if self.prm_kind not in ("judge", "step-tag"):
+            raise ValueError("prm_kind: judge or step-tag")
+        if self.threshold_stat not in ("mean", "max", "quantile"):
+            raise ValueError("threshold_stat (Θ): mean, max or quantile")
+        if not 0.0 <= self.threshold_quantile <= 1.0:
+            raise ValueError("threshold_quantile must lie in [0, 1]")
+        if self.temperature < 0:
+            raise ValueError("temperature must not be negative")
+        for name in ("n_gpu_layers_small", "n_gpu_layers_large", "n_gpu_layers_prm"):
+            value = getattr(self, name)
+            if value is not None and value < -1:
+                raise ValueError(f"{name} must be -1 (all) or more")
+        for name in ("n_ctx_small", "n_ctx_large", "n_ctx_prm", "n_threads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1")
+        self.search_config()  # the core's own checks (beam, children, depth, θ)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Settings":
+        """Known keys only, each converted to its field's type; bad values raise ValueError."""
+        return dataclasses.replace(cls(), **{k: convert(k, v) for k, v in data.items() if k in FIELD_NAMES})
+
+
+FIELD_NAMES = tuple(f.name for f in fields(Settings))
+
+# Short names, used both as command-line flags (--beam) and env vars (SPECSEARCH_BEAM),
+# the same flags as `specsearch solve`.
+ALIASES = {
+    "beam_width": "beam",
+    "max_depth": "depth",
+    "max_step_tokens": "step_tokens",
+    "threshold_quantile": "quantile",
+    "n_threads": "threads",
+}
+
+
+def field_type(name: str) -> type:
+    """int, float or str: the base type of a field (its annotation is a string)."""
+    annotation = str(next(f.type for f in fields(Settings) if f.name == name))
+    for t in (int, float, str):
+        if annotation.startswith(t.__name__):
+            return t
+    raise TypeError(annotation)
+
+
+def optional(name: str) -> bool:
+    return "None" in str(next(f.type for f in fields(Settings) if f.name == name))
+
+
+def convert(name: str, value: Any) -> Any:
+    """``value`` (from JSON, an env var or a form) as the type of field ``name``.
+    Empty strings and None mean "unset" for optional fields."""
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        if optional(name):
+            return None
+        raise ValueError(f"{name} needs a value")
+    kind = field_type(name)
+    try:
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value) if not isinstance(value, str) else int(value.strip())
+        if kind is float:
+            return float(value)
+        return str(value).strip()
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected {kind.__name__}, got {value!r}") from None
+
+
+@lru_cache(maxsize=1)
+def field_docs() -> dict[str, str]:
+    """Each field's docstring, read from this module's source (one source of truth)."""
+    docs: dict[str, str] = {}
+    try:
+        tree = ast.parse(inspect.getsource(Settings))
+    except (OSError, TypeError):
+        return docs
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    for node, after in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr) and isinstance(getattr(after, "value", None), ast.Constant)
+                and isinstance(after.value.value, str)):
+            docs[node.target.id] = after.value.value
+    return docs
+
+
+def env_name(name: str) -> str:
+    return f"SPECSEARCH_{name.upper()}"
+
+
+def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Settings given by ``SPECSEARCH_<FIELD>`` (or alias) variables."""
+    environ = os.environ if environ is None else environ
+    out: dict[str, Any] = {}
+    for name in FIELD_NAMES:
+        for key in (env_name(name), env_name(ALIASES[name]) if name in ALIASES else None):
+            if key and key in environ:
+                try:
+                    out[name] = convert(name, environ[key])
+                except ValueError as exc:
+                    raise ValueError(f"{key}: {exc}") from None
+    return out
+
+
+def settings_path() -> Path:
+    return config_dir() / "settings.json"
+
+
+class SettingsStore:
+    """The saved settings plus this run's overrides (env, command line)."""
+
+    def __init__(self, saved: Settings, overrides: dict[str, Any] | None = None, warning: str | None = None) -> None:
+        self.saved = saved
+        self.overrides = dict(overrides or {})
+        self.warning = warning  # a problem reading settings.json, shown once
+
+    @classmethod
+    def load(cls, cli_overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> "SettingsStore":
+        saved, warning = Settings(), None
+        path = settings_path()
+        if path.exists():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                if not isinstance(data, dict):
+                    raise ValueError("not a JSON object")
+                saved = Settings.from_dict(data)
+            except (OSError, ValueError) as exc:
+                warning = f"{path} ignored: {exc}"
+        overrides = env_overrides(environ)
+        overrides.update({k: v for k, v in (cli_overrides or {}).items() if v is not None})
+        return cls(saved, overrides, warning)
+
+    @property
+    def effective(self) -> Settings:
+        return dataclasses.replace(self.saved, **self.overrides)
+
+    def save(self, edited: Settings) -> None:
+        """Persist ``edited`` (the effective settings as the user left them).
+
+        A field still equal to its env/command-line override keeps its saved
+        value (the override stays for this run only); a field the user changed
+        is saved and no longer overridden.
+        """
+        edited.validate()
+        saved = dataclasses.asdict(self.saved)
+        for name in FIELD_NAMES:
+            value = getattr(edited, name)
+            if name in self.overrides and self.overrides[name] == value:
+                continue
+            self.overrides.pop(name, None)
+            saved[name] = value
+        self.saved = Settings(**saved)
+        atomic_write_json(settings_path(), self.saved.to_dict())
+
+
+# ---------------------------------------------------------------- models ---
+@dataclass
+class ResolvedModels:
+    """What a search would load: a ModelSpec per role, and what is missing."""
+
+    specs: dict[str, ModelSpec | None]
+    sources: dict[str, str]  # role -> "settings" | "default" | "small model as judge" | ...
+    problems: list[str]  # one line each: a path that does not exist, a name not in the registry
+
+    def missing_for(self, method: str) -> list[str]:
+        """Roles the method needs that have no model."""
+        need = list(NEEDS.get(method, ())) + ["prm"]
+        return [role for role in need if self.specs.get(role) is None]
+
+    def key(self) -> tuple:
+        return tuple(self.specs.get(r) for r in ROLES)
+
+
+def registry_entries() -> tuple[list[ModelEntry], dict[str, ModelEntry]]:
+    """(entries, defaults by role) from the model manager's registry."""
+    try:
+        registry = Registry.load()
+    except (OSError, SpecSearchError):  # unreadable: no defaults (the model manager screen says why)
+        return [], {}
+    return registry.entries(), {r: e for r, e in registry.defaults().items() if e is not None}
+
+
+def resolve_models(settings: Settings, entries: list[ModelEntry] | None = None,
+                   defaults: dict[str, ModelEntry] | None = None) -> ResolvedModels:
+    if entries is None or defaults is None:
+        entries, defaults = registry_entries()
+    by_name = {e.name: e for e in entries}
+    specs: dict[str, ModelSpec | None] = {}
+    sources: dict[str, str] = {}
+    problems: list[str] = []
+    for role in ROLES:
+        value = getattr(settings, role)
+        entry: ModelEntry | None = None
+        if value in by_name:
+            entry, sources[role] = by_name[value], f"model manager: {value}"
+        elif value:
+            path = Path(value).expanduser()
+            if not path.is_file():
+                problems.append(f"{role} model {value!r} is neither a file nor a model-manager name.")
+                specs[role] = None
+                continue
+            sources[role] = "settings"
+        elif role in defaults:
+            entry = defaults[role]
+            sources[role] = f"default: {entry.name}"
+        else:
+            specs[role] = None
+            continue
+        n_gpu = getattr(settings, f"n_gpu_layers_{role}")
+        n_ctx = getattr(settings, f"n_ctx_{role}")
+        threads = settings.n_threads
+        if entry is not None:  # the model manager's per-model load settings fill the gaps
+            n_gpu = n_gpu if n_gpu is not None else _int_or_none(entry.n_gpu_layers)
+            n_ctx = n_ctx if n_ctx is not None else entry.n_ctx
+            threads = threads if threads is not None else entry.n_threads
+        specs[role] = ModelSpec(entry.path if entry is not None else str(path), n_gpu_layers=n_gpu, n_ctx=n_ctx,
+                                n_threads=threads)
+    if specs["prm"] is None and (specs["small"] or specs["large"]):
+        specs["prm"] = specs["small"] or specs["large"]
+        sources["prm"] = "small model as judge" if specs["small"] else "large model as judge"
+    return ResolvedModels(specs, sources, problems)
+
+
+def _int_or_none(value: Any) -> int | None:
+    """The registry's n_gpu_layers is a number or "auto" (None here: the core decides)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def missing_message(resolved: ResolvedModels, method: str) -> str | None:
+    """One friendly paragraph saying what is missing for ``method``, or None."""
+    missing = resolved.missing_for(method)
+    if not missing and not resolved.problems:
+        return None
+    lines = []
+    if missing:
+        lines.append(f"No {' / '.join(missing)} model configured for method {method}.")
+    lines += resolved.problems
+    lines.append("Pick models in the model manager (F6) or Settings (F7), "
+                 "or run `specsearch models pack` / `specsearch models pull` in a shell.")
+    return " ".join(lines)

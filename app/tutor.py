@@ -1,0 +1,79 @@
+"""Offline math tutoring: hints one step at a time, the learner's steps judged by
+the reward model, the learner's answer checked for equivalence.  The wording
+is kind on purpose.  No Textual imports here.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from specsearch.core.answers import extract_answer, final_answer_present, is_equivalent
+
+STEP_OK = 0.5
+"""A learner's step whose reward-model score reaches this is taken as right."""
+
+
+@dataclass
+class Verdict:
+    ok: bool | None  # None: could not be decided
+    message: str
+
+
+@dataclass
+class TutorSession:
+    question: str
+    reference: str | None = None  # the known answer (practice problems), else the model's own
+    reference_is_model: bool = False
+    source: str = "your question"
+    steps: list[str] = field(default_factory=list)  # the working so far: accepted steps and hints
+    turns: list[dict[str, Any]] = field(default_factory=list)  # for history
+
+    def add_hint(self, text: str) -> str:
+        text = text.strip()
+        if not text:
+            message = "I couldn't come up with a next step here — maybe the solution is already complete?"
+            self.turns.append({"kind": "hint", "text": "", "verdict": message})
+            return message
+        self.steps.append(text)
+        self.turns.append({"kind": "hint", "text": text})
+        return text
+
+    def judge_step(self, step: str, score: float) -> Verdict:
+        """The reward model scored ``step`` (after ``self.steps``)."""
+        if score >= STEP_OK:
+            self.steps.append(step.strip())
+            verdict = Verdict(True, f"✓ That step looks right (reward model: {score:.2f}). "
+                                    "I've added it to your working — keep going!")
+        else:
+            verdict = Verdict(False, f"✗ Hmm, I'm not sure about that step (reward model: {score:.2f}). "
+                                     "Have another look at it, or ask me for a hint (Ctrl+G).")
+        self.turns.append({"kind": "step", "text": step, "score": score, "ok": verdict.ok, "verdict": verdict.message})
+        return verdict
+
+    def check_answer(self, text: str) -> Verdict:
+        """Compare the learner's answer with the reference (which must be set, or None: unknown)."""
+        given = extract_answer(text) if final_answer_present(text) else text.strip()
+        if self.reference is None:
+            verdict = Verdict(None, "I couldn't work out the answer myself, so I can't check yours — sorry! "
+                                    "Try a hint (Ctrl+G) to compare your working step by step.")
+        elif is_equivalent(given, self.reference):
+            verdict = Verdict(True, f"✓ Yes — {given} is correct. Well done!")
+        else:
+            verdict = Verdict(False, f"✗ Not quite — {given} isn't what I get. Check your last step, "
+                                     "or press Ctrl+G for a hint.")
+        if verdict.ok is not None and self.reference_is_model:
+            verdict.message += " (Checked against the model's own solution, which can be wrong.)"
+        self.turns.append({"kind": "answer", "text": text, "ok": verdict.ok, "verdict": verdict.message})
+        return verdict
+
+
+def practice_problem(rng: random.Random, dataset: str = "gsm8k") -> tuple[str, str, str]:
+    """(question, answer, source) of a packaged problem."""
+    from specsearch.core.datasets import load_dataset
+
+    problems = load_dataset(dataset, None)
+    problem = rng.choice(problems)
+    source = problem.id if problem.id.startswith(dataset) else f"{dataset} #{problem.id}"
+    return problem.question, problem.answer, source

@@ -1,0 +1,1 @@
+"""specsearch.app.widgets: the app's reusable widgets."""

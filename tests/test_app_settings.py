@@ -1,0 +1,114 @@
+"""Settings: one dataclass, persisted atomically, env and command-line overrides, the form."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from app_fixtures import async_test, wait_until
+
+from specsearch.app.app import SpecSearchApp
+from specsearch.app.main import build_parser, overrides_from_args
+from specsearch.app.screens.settings import SettingsScreen
+from specsearch.app.settings import FIELD_NAMES, Settings, SettingsStore, env_overrides, field_docs, resolve_models, settings_path
+
+
+class TestSettingsStore:
+    def test_every_field_has_a_docstring(self):
+        docs = field_docs()
+        assert set(docs) == set(FIELD_NAMES)
+        assert all(docs[name].strip() for name in FIELD_NAMES)
+
+    def test_defaults_match_the_core(self):
+        config = Settings().search_config()
+        assert (config.method, config.beam_width, config.children, config.max_depth) == ("specsearch", 2, 4, 12)
+
+    def test_save_load_roundtrip(self):
+        store = SettingsStore.load(environ={})
+        edited = Settings(method="ar", beam_width=3, theta=0.8, threshold_stat="max", n_ctx_large=4096, fixed_beta=0.4)
+        store.save(edited)
+        data = json.loads(settings_path().read_text(encoding="utf-8"))
+        assert data["method"] == "ar" and data["n_ctx_large"] == 4096
+        again = SettingsStore.load(environ={}).effective
+        assert again == edited
+        assert again.search_config().threshold_mode == "fixed"
+
+    def test_env_overrides_apply_for_this_run_only(self):
+        environ = {"SPECSEARCH_METHOD": "sps", "SPECSEARCH_BEAM": "5", "SPECSEARCH_SMALL": "/x/s.gguf",
+                   "SPECSEARCH_N_CTX_PRM": ""}
+        assert env_overrides(environ) == {"method": "sps", "beam_width": 5, "small": "/x/s.gguf", "n_ctx_prm": None}
+        store = SettingsStore.load(environ=environ)
+        assert store.effective.method == "sps" and store.effective.beam_width == 5
+        # saving with the overridden values untouched does not persist them
+        edited = store.effective
+        edited.children = 7
+        store.save(edited)
+        saved = json.loads(settings_path().read_text(encoding="utf-8"))
+        assert saved["method"] == "specsearch" and saved["beam_width"] == 2 and saved["small"] is None
+        assert saved["children"] == 7
+
+    def test_command_line_beats_env(self):
+        args = build_parser().parse_args(["--small", "S.gguf", "--method", "ar", "--beam", "4", "--theta", "0.5"])
+        cli = overrides_from_args(args)
+        assert cli == {"small": "S.gguf", "method": "ar", "beam_width": 4, "theta": 0.5}
+        store = SettingsStore.load(cli, environ={"SPECSEARCH_METHOD": "sps"})
+        assert store.effective.method == "ar"
+
+    def test_bad_values_are_refused(self):
+        with pytest.raises(ValueError, match="SPECSEARCH_BEAM"):
+            env_overrides({"SPECSEARCH_BEAM": "many"})
+        with pytest.raises(ValueError):
+            Settings(beam_width=0).validate()
+        with pytest.raises(ValueError):
+            Settings(method="magic").validate()
+
+    def test_corrupt_file_is_reported_not_fatal(self):
+        settings_path().write_text("{oops", encoding="utf-8")
+        store = SettingsStore.load(environ={})
+        assert store.effective == Settings() and "ignored" in store.warning
+
+    def test_models_resolve_to_specs_and_prm_defaults_to_small(self, tiny):
+        s = Settings(small=str(tiny["draft"]), large=str(tiny["target"]), n_ctx_small=1024, n_threads=1)
+        resolved = resolve_models(s, [], {})
+        assert resolved.specs["small"].n_ctx == 1024 and resolved.specs["prm"] == resolved.specs["small"]
+        assert resolved.missing_for("specsearch") == []
+        assert resolve_models(Settings(small="/no/such.gguf"), [], {}).problems
+
+
+class TestSettingsScreen:
+    @async_test
+    async def test_form_round_trip(self):
+        app = SpecSearchApp(SettingsStore.load(environ={}), check_models=False)
+        async with app.run_test(size=(140, 45)) as pilot:
+            await pilot.press("f7")
+            await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen))
+            screen = app.screen
+            screen.set_value("method", "sps")
+            screen.set_value("beam_width", 3)
+            screen.set_value("children", 2)
+            screen.set_value("theta", 0.75)
+            screen.set_value("threshold_stat", "quantile")
+            screen.set_value("seed", 11)
+            screen.set_value("n_gpu_layers_large", 0)
+            screen.set_value("n_ctx_small", 2048)
+            await pilot.press("ctrl+s")
+            await wait_until(pilot, lambda: not isinstance(app.screen, SettingsScreen))
+            expected = dict(method="sps", beam_width=3, children=2, theta=0.75, threshold_stat="quantile", seed=11,
+                            n_gpu_layers_large=0, n_ctx_small=2048)
+            saved = json.loads(settings_path().read_text(encoding="utf-8"))
+            assert {k: saved[k] for k in expected} == expected
+            assert {k: getattr(app.settings, k) for k in expected} == expected
+
+            # reopened, the form shows the saved values
+            await pilot.press("f7")
+            await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen))
+            assert app.screen.read_form() == app.settings
+
+            # a bad value is refused with a message; nothing is written
+            app.screen.set_value("beam_width", 0)
+            await pilot.press("ctrl+s")
+            await wait_until(pilot, lambda: "beam_width" in str(app.screen.query_one("#settings-error").render()))
+            assert isinstance(app.screen, SettingsScreen)
+            assert json.loads(settings_path().read_text(encoding="utf-8"))["beam_width"] == 3
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: not isinstance(app.screen, SettingsScreen))
