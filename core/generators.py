@@ -177,12 +177,11 @@ class SpecSearch:
         if state.cancelled:
             return drafts
 
-        kept, rejected_jobs, rejected_ids = [], [], []
+        rejected_jobs, rejected_ids = [], []
         for c, job in zip(drafts, jobs):
             c.node.beta = beta
             if c.node.score >= beta:
                 c.node.fate = "accepted"
-                kept.append(c)
                 state.stats.thoughts_accepted += 1
                 state.step.accepted.append(c.node.id)
                 state.emit(ThoughtAccepted(c.node.id, c.node.score, beta))
@@ -208,7 +207,6 @@ class SpecSearch:
             _score(state, self.models.prm, regenerated)
         self.threshold.observe_large([c.node.score for c in regenerated])
         # Keep slot order: each slot holds its accepted draft or its replacement.
-        by_slot = {id(c.beam): [] for c in drafts}
         replacement = {old: c for old, c in zip(rejected_ids, regenerated)}
         out_cands = []
         for c in drafts:
@@ -216,7 +214,6 @@ class SpecSearch:
                 out_cands.append(c)
             elif c.node.id in replacement:
                 out_cands.append(replacement[c.node.id])
-        del by_slot
         return out_cands
 
 

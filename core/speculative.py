@@ -80,14 +80,19 @@ class _LinearCost:
 
 @dataclass
 class AdaptiveDraftLength:
-    """Chooses k per round from measured costs and acceptance."""
+    """Chooses k per round: greedy from measured costs and acceptance,
+    sampling from a static cost model (see _choose_static)."""
 
     k_init: int = 4
     k_max: int = 8
     adaptive: bool = True
-    alpha: float = 0.7
+    alpha: float = 0.7  # acceptance probability per drafted token (EMA)
     draft_cost: _LinearCost = field(default_factory=_LinearCost)
     target_cost: _LinearCost = field(default_factory=_LinearCost)
+    draft_ratio: float = 0.5  # static model: a draft step's cost in target steps
+    verify_growth: float = 1.0  # static model: extra cost per verified draft token
+    probe_factor: float = 20.0
+    _plain_seconds: float = 0.0
     _plain_measured: bool = False
 
     def observe_acceptance(self, accepted: int, tested: int) -> None:
@@ -132,9 +137,6 @@ class AdaptiveDraftLength:
     def observe_plain(self, seconds: float) -> None:
         self._plain_seconds += seconds
 
-    probe_factor: float = 20.0
-    _plain_seconds: float = 0.0
-
     def _choose_static(self, alpha: float) -> int:
         """Sampled output depends on k (not its distribution), so for sampling k
         must not depend on wall-clock timings, or the same seed would not give
@@ -148,9 +150,6 @@ class AdaptiveDraftLength:
             return (1 - a ** (k + 1)) / (1 - a) / (1 + self.verify_growth * k + self.draft_ratio * k)
 
         return max(range(self.k_max + 1), key=rate)
-
-    draft_ratio: float = 0.5
-    verify_growth: float = 1.0
 
     def drafting_never_pays(self) -> bool:
         """Under the static cost model k drafted tokens yield at most k + 1 tokens
