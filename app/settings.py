@@ -21,16 +21,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from specsearch.core.api import ModelSpec
 from specsearch.core.atomic import atomic_write_json
 from specsearch.core.config import METHODS, SearchConfig
-from specsearch.core.errors import SpecSearchError
-from specsearch.models import ModelEntry, Registry
+from specsearch.models import ROLES, ModelEntry
+from specsearch.models.resolve import LoadOverrides, ResolvedModels, registry_entries  # noqa: F401 (re-exported for screens)
+from specsearch.models.resolve import resolve_models as _resolve
 from specsearch.models.locations import config_dir
 
-ROLES = ("small", "large", "prm")
-NEEDS = {"specsearch": ("small", "large"), "sps": ("small", "large"), "ar": ("large",), "small": ("small",)}
-"""Which generator models each method needs (every method also needs a reward model)."""
 
 
 @dataclass
@@ -262,76 +259,16 @@ class SettingsStore:
 
 
 # ---------------------------------------------------------------- models ---
-@dataclass
-class ResolvedModels:
-    """What a search would load: a ModelSpec per role, and what is missing."""
-
-    specs: dict[str, ModelSpec | None]
-    sources: dict[str, str]  # role -> "settings" | "default" | "small model as judge" | ...
-    problems: list[str]  # one line each: a path that does not exist, a name not in the registry
-
-    def missing_for(self, method: str) -> list[str]:
-        """Roles the method needs that have no model."""
-        need = list(NEEDS.get(method, ())) + ["prm"]
-        return [role for role in need if self.specs.get(role) is None]
-
-    def key(self) -> tuple:
-        return tuple(self.specs.get(r) for r in ROLES)
-
-
-def registry_entries() -> tuple[list[ModelEntry], dict[str, ModelEntry]]:
-    """(entries, defaults by role) from the model manager's registry."""
-    try:
-        registry = Registry.load()
-    except (OSError, SpecSearchError):  # unreadable: no defaults (the model manager screen says why)
-        return [], {}
-    return registry.entries(), {r: e for r, e in registry.defaults().items() if e is not None}
-
-
 def resolve_models(settings: Settings, entries: list[ModelEntry] | None = None,
                    defaults: dict[str, ModelEntry] | None = None) -> ResolvedModels:
-    if entries is None or defaults is None:
-        entries, defaults = registry_entries()
-    by_name = {e.name: e for e in entries}
-    specs: dict[str, ModelSpec | None] = {}
-    sources: dict[str, str] = {}
-    problems: list[str] = []
-    for role in ROLES:
-        value = getattr(settings, role)
-        entry: ModelEntry | None = None
-        if value in by_name:
-            entry, sources[role] = by_name[value], f"model manager: {value}"
-        elif value:
-            path = Path(value).expanduser()
-            if not path.is_file():
-                problems.append(f"{role} model {value!r} is neither a file nor a model-manager name.")
-                specs[role] = None
-                continue
-            sources[role] = "settings"
-        elif role in defaults:
-            entry = defaults[role]
-            sources[role] = f"default: {entry.name}"
-        else:
-            specs[role] = None
-            continue
-        n_gpu = getattr(settings, f"n_gpu_layers_{role}")
-        n_ctx = getattr(settings, f"n_ctx_{role}")
-        threads = settings.n_threads
-        if entry is not None:  # the model manager's per-model load settings fill the gaps
-            n_gpu = n_gpu if n_gpu is not None else _int_or_none(entry.n_gpu_layers)
-            n_ctx = n_ctx if n_ctx is not None else entry.n_ctx
-            threads = threads if threads is not None else entry.n_threads
-        specs[role] = ModelSpec(entry.path if entry is not None else str(path), n_gpu_layers=n_gpu, n_ctx=n_ctx,
-                                n_threads=threads)
-    if specs["prm"] is None and (specs["small"] or specs["large"]):
-        specs["prm"] = specs["small"] or specs["large"]
-        sources["prm"] = "small model as judge" if specs["small"] else "large model as judge"
-    return ResolvedModels(specs, sources, problems)
-
-
-def _int_or_none(value: Any) -> int | None:
-    """The registry's n_gpu_layers is a number or "auto" (None here: the core decides)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """The models a search with these settings would load (see specsearch.models.resolve)."""
+    choices = {role: getattr(settings, role) for role in ROLES}
+    overrides = {
+        role: LoadOverrides(getattr(settings, f"n_gpu_layers_{role}"), getattr(settings, f"n_ctx_{role}"),
+                            settings.n_threads)
+        for role in ROLES
+    }
+    return _resolve(choices, overrides, entries, defaults)
 
 
 def missing_message(resolved: ResolvedModels, method: str) -> str | None:

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import argparse
 
-from specsearch.core.api import ModelSpec, Solver
+from specsearch.core.api import Solver
 from specsearch.core.config import METHODS, SearchConfig
 from specsearch.core.errors import SpecSearchError
+from specsearch.models.resolve import LoadOverrides, resolve_models
 
 DEFAULTS = SearchConfig(method="specsearch")
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("models (default: the model manager's defaults, see `specsearch models list`)")
-    g.add_argument("--small", metavar="S.gguf", help="small (draft) model")
-    g.add_argument("--large", metavar="L.gguf", help="large (target) model")
-    g.add_argument("--prm", metavar="P.gguf", help="reward model (default: the small model as judge)")
+    g.add_argument("--small", metavar="S.gguf", help="small (draft) model: a GGUF path or a `specsearch models list` name")
+    g.add_argument("--large", metavar="L.gguf", help="large (target) model: a path or a model name")
+    g.add_argument("--prm", metavar="P.gguf", help="reward model: a path or a model name (default: the manager's PRM, else the small model as judge)")
     g.add_argument("--prm-kind", choices=("judge", "step-tag"), default="judge",
                    help="judge: an instruct model answers yes/no per step; step-tag: a Math-Shepherd style PRM")
-    g.add_argument("--n-gpu-layers", type=int, default=None, metavar="N", help="GPU layers per model (default: all if a GPU backend exists)")
+    g.add_argument("--n-gpu-layers", type=int, default=None, metavar="N", help="GPU layers per model (default: the model's `specsearch models set` value, else all if a GPU backend exists)")
     g.add_argument("--n-ctx", type=int, default=None, metavar="N", help="context tokens per model (default: automatic)")
     g.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads (default: all cores)")
 
@@ -64,33 +65,13 @@ def search_config(args: argparse.Namespace, method: str | None = None) -> Search
     )
 
 
-def _registry_defaults() -> dict:
-    try:
-        from specsearch.models import Registry
-
-        return {role: entry for role, entry in Registry.load().defaults().items() if entry is not None}
-    except SpecSearchError:
-        return {}
-
-
 def make_solver(args: argparse.Namespace) -> Solver:
-    given = {role: getattr(args, role) for role in ("small", "large", "prm")}
-    defaults = _registry_defaults() if None in given.values() else {}
-    specs = {}
-    for role in ("small", "large", "prm"):
-        path = getattr(args, role)
-        entry = defaults.get(role)
-        if path is None and entry is not None:
-            path = entry.path
-        if path is None:
-            specs[role] = None
-            continue
-        n_gpu = args.n_gpu_layers
-        if n_gpu is None and entry is not None and path == entry.path and isinstance(entry.n_gpu_layers, int):
-            n_gpu = entry.n_gpu_layers
-        specs[role] = ModelSpec(path, n_gpu_layers=n_gpu, n_ctx=args.n_ctx, n_threads=args.threads)
-    if specs["prm"] is None:
-        specs["prm"] = specs["small"] or specs["large"]
+    choices = {role: getattr(args, role) for role in ("small", "large", "prm")}
+    given = LoadOverrides(args.n_gpu_layers, args.n_ctx, args.threads)
+    resolved = resolve_models(choices, {role: given for role in choices})
+    if resolved.problems:
+        raise SpecSearchError(" ".join(resolved.problems))
+    specs = resolved.specs
     if specs["small"] is None and specs["large"] is None:
         raise SpecSearchError(
             "no models given: pass --small/--large/--prm, or set defaults with `specsearch models set-default`"

