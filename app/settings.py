@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from specsearch.core.atomic import atomic_write_json
-from specsearch.core.config import METHODS, SearchConfig
+from specsearch.core.config import METHODS, SearchConfig, threshold_fields
 from specsearch.models import ROLES, ModelEntry
 from specsearch.models.resolve import LoadOverrides, ResolvedModels, registry_entries  # noqa: F401 (re-exported for screens)
 from specsearch.models.resolve import resolve_models as _resolve
@@ -91,8 +91,7 @@ class Settings:
             theta=self.theta,
             threshold_stat=self.threshold_stat,  # type: ignore[arg-type]
             threshold_quantile=self.threshold_quantile,
-            threshold_mode="fixed" if self.fixed_beta is not None else "adaptive",
-            fixed_beta=self.fixed_beta if self.fixed_beta is not None else SearchConfig.fixed_beta,
+            **threshold_fields(self.fixed_beta),
         )
 
     def validate(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from specsearch.core.api import Solver
-from specsearch.core.config import METHODS, SearchConfig
+from specsearch.core.config import METHODS, SearchConfig, threshold_fields
 from specsearch.core.errors import SpecSearchError
 from specsearch.models.resolve import LoadOverrides, resolve_models
 
@@ -58,8 +58,7 @@ def search_config(args: argparse.Namespace, method: str | None = None) -> Search
         theta=args.theta,
         threshold_stat=args.threshold_stat,
         threshold_quantile=args.quantile,
-        threshold_mode="fixed" if args.fixed_beta is not None else "adaptive",
-        fixed_beta=args.fixed_beta if args.fixed_beta is not None else DEFAULTS.fixed_beta,
+        **threshold_fields(args.fixed_beta),
         aggregation=args.aggregation,
         answer_selection="weighted_vote" if args.vote else "best",
     )

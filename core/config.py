@@ -67,3 +67,10 @@ class SearchConfig:
     def from_dict(cls, data: dict[str, Any]) -> "SearchConfig":
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def threshold_fields(fixed_beta: float | None) -> dict[str, Any]:
+    """SearchConfig's threshold fields for a user's optional constant β (None: adaptive)."""
+    if fixed_beta is None:
+        return {"threshold_mode": "adaptive"}
+    return {"threshold_mode": "fixed", "fixed_beta": fixed_beta}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -95,16 +96,6 @@ class SearchState:
 
 
 def _snapshot(stats: SearchStats) -> SearchStats:
-    return SearchStats(
-        wall_seconds=stats.wall_seconds,
-        phase_seconds=dict(stats.phase_seconds),
-        tokens=dict(stats.tokens),
-        model_seconds=dict(stats.model_seconds),
-        thoughts_drafted=stats.thoughts_drafted,
-        thoughts_accepted=stats.thoughts_accepted,
-        thoughts_rejected=stats.thoughts_rejected,
-        thoughts_regenerated=stats.thoughts_regenerated,
-        tokens_drafted=stats.tokens_drafted,
-        tokens_accepted=stats.tokens_accepted,
-        target_passes=stats.target_passes,
-    )
+    """A copy listeners may keep: the dict fields are copied, the rest are immutable."""
+    return dataclasses.replace(stats, phase_seconds=dict(stats.phase_seconds), tokens=dict(stats.tokens),
+                               model_seconds=dict(stats.model_seconds))

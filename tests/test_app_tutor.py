@@ -7,6 +7,7 @@ import pytest
 from app_fixtures import app_models, async_test, make_app, type_text, wait_until  # noqa: F401
 
 from specsearch.app.screens.tutor import TutorScreen
+from specsearch.app.settings import resolve_models
 from specsearch.app.tutor import STEP_OK, TutorSession
 from specsearch.app.widgets.question_input import QuestionInput
 
@@ -26,15 +27,26 @@ async def open_tutor(pilot) -> TutorScreen:
     return screen
 
 
+async def start_session(pilot, question: str) -> TutorScreen:
+    """Open the tutor and ask ``question``; returns once the session exists."""
+    screen = await open_tutor(pilot)
+    await type_text(pilot, question)
+    await pilot.press("enter")
+    await wait_until(pilot, lambda: screen.session is not None)
+    return screen
+
+
+def app_solver(app):
+    """The app's own Solver for its current settings (the one the tutor used)."""
+    return app.pool.get(resolve_models(app.settings), app.settings.prm_kind)
+
+
 class TestHints:
     @async_test
     async def test_hint_is_the_solvers_next_step_and_extends_the_working(self, app_models):
         app = make_app(app_models, batch_invariant=True)
         async with app.run_test(size=(140, 45)) as pilot:
-            screen = await open_tutor(pilot)
-            await type_text(pilot, QUESTION)
-            await pilot.press("enter")
-            await wait_until(pilot, lambda: screen.session is not None)
+            screen = await start_session(pilot, QUESTION)
             assert screen.session.question == QUESTION
 
             await pilot.press("ctrl+g")
@@ -42,9 +54,7 @@ class TestHints:
             assert screen.session.turns[0]["kind"] == "hint"
             # the hint is exactly what the core's Solver.next_step gives for this question
             settings = app.settings
-            from specsearch.app.settings import resolve_models
-
-            solver = app.pool.get(resolve_models(settings), settings.prm_kind)
+            solver = app_solver(app)
             expected = solver.next_step(QUESTION, [], settings.search_config()).strip()
             assert screen.session.turns[0]["text"] == expected
             if expected:
@@ -68,19 +78,13 @@ class TestChecking:
     async def test_step_is_judged_by_the_reward_model(self, app_models):
         app = make_app(app_models, batch_invariant=True)
         async with app.run_test(size=(140, 45)) as pilot:
-            screen = await open_tutor(pilot)
-            await type_text(pilot, QUESTION)
-            await pilot.press("enter")
-            await wait_until(pilot, lambda: screen.session is not None)
+            screen = await start_session(pilot, QUESTION)
             await type_text(pilot, "12 + 30 = 42")
             await pilot.press("enter")
             await wait_until(pilot, lambda: screen.session.turns and not screen.waiting)
             turn = screen.session.turns[0]
             assert turn["kind"] == "step" and 0.0 <= turn["score"] <= 1.0
-            settings = app.settings
-            from specsearch.app.settings import resolve_models
-
-            solver = app.pool.get(resolve_models(settings), settings.prm_kind)
+            solver = app_solver(app)
             assert turn["score"] == pytest.approx(solver.judge_step(QUESTION, ["12 + 30 = 42"]), abs=1e-6)
             assert turn["ok"] == (turn["score"] >= STEP_OK)
             assert f"reward model: {turn['score']:.2f}" in log_text(screen)
@@ -109,10 +113,7 @@ class TestChecking:
     async def test_own_question_answer_checked_against_the_models_solution(self, app_models):
         app = make_app(app_models)
         async with app.run_test(size=(140, 45)) as pilot:
-            screen = await open_tutor(pilot)
-            await type_text(pilot, QUESTION)
-            await pilot.press("enter")
-            await wait_until(pilot, lambda: screen.session is not None)
+            screen = await start_session(pilot, QUESTION)
             await type_text(pilot, "42")
             await pilot.press("ctrl+r")
             await wait_until(pilot, lambda: screen.session.turns and not screen.waiting, timeout=60)
