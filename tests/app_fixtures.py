@@ -18,8 +18,10 @@ import pytest
 from tiny_models import write_tiny_model
 
 from specsearch.app.app import SpecSearchApp
+from specsearch.app.screens.chat import ChatScreen
 from specsearch.app.search_worker import SolverPool
 from specsearch.app.settings import SettingsStore
+from specsearch.app.widgets.question_input import QuestionInput
 from specsearch.core.api import Solver
 from specsearch.core.tree import SearchResult, SearchStats, StepRecord, ThoughtNode
 
@@ -65,6 +67,24 @@ async def type_text(pilot, text: str) -> None:
         widget.insert(text)
     await pilot.pause()
 
+
+
+async def ask(pilot, question: str) -> ChatScreen:
+    """Type ``question`` into the chat screen and send it; returns once the search has started."""
+    screen = pilot.app.screen
+    assert isinstance(screen, ChatScreen)
+    screen.query_one("#question", QuestionInput).focus()
+    await type_text(pilot, question)
+    await pilot.press("enter")
+    await wait_until(pilot, lambda: screen.live is not None)
+    return screen
+
+
+def finished(screen: ChatScreen) -> Callable[[], bool]:
+    """A wait_until predicate: the chat's search is over and its worker released."""
+    def search_finished() -> bool:
+        return screen.cancel_token is None and screen.live is not None and screen.live.done
+    return search_finished
 
 def make_app(models: dict[str, Path] | None, check_models: bool = False, start_mode: str = "chat",
              batch_invariant: bool = False, **overrides: Any) -> SpecSearchApp:

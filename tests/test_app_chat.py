@@ -4,30 +4,15 @@ from __future__ import annotations
 
 import json
 
-from app_fixtures import LONG, QUESTION, app_models, async_test, long_models, make_app, type_text, wait_until  # noqa: F401
+from app_fixtures import (  # noqa: F401
+    LONG, QUESTION, app_models, ask, async_test, finished, long_models, make_app, type_text, wait_until,
+)
 
 from specsearch.app.formatting import node_label
 from specsearch.app.history import HistoryStore
-from specsearch.app.screens.chat import ChatScreen
 from specsearch.app.widgets.chat_turn import ChatTurn
 from specsearch.app.widgets.question_input import QuestionInput
 from specsearch.app.widgets.search_panel import SearchPanel
-
-
-async def ask(pilot, question: str) -> ChatScreen:
-    screen = pilot.app.screen
-    assert isinstance(screen, ChatScreen)
-    screen.query_one("#question", QuestionInput).focus()
-    await type_text(pilot, question)
-    await pilot.press("enter")
-    await wait_until(pilot, lambda: screen.live is not None)
-    return screen
-
-
-def finished(screen: ChatScreen):
-    def search_finished() -> bool:
-        return screen.cancel_token is None and screen.live is not None and screen.live.done
-    return search_finished
 
 
 def assert_tree_matches(panel: SearchPanel, result) -> None:

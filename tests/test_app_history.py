@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from app_fixtures import QUESTION, app_models, async_test, make_app, synthetic_result, type_text, wait_until  # noqa: F401
+from app_fixtures import (  # noqa: F401
+    QUESTION, app_models, ask, async_test, finished, make_app, synthetic_result, wait_until,
+)
 
 from specsearch.app.formatting import node_label
 from specsearch.app.history import Conversation, Exchange, HistoryStore, to_markdown
@@ -15,11 +17,8 @@ from specsearch.models.locations import data_dir, history_dir
 
 
 async def solve_in_chat(pilot, question: str):
-    screen = pilot.app.screen
-    screen.query_one("#question").focus()
-    await type_text(pilot, question)
-    await pilot.press("enter")
-    await wait_until(pilot, lambda: screen.live is not None and screen.live.done and screen.cancel_token is None)
+    screen = await ask(pilot, question)
+    await wait_until(pilot, finished(screen))
     return screen.live.result
 
 
