@@ -44,7 +44,8 @@ class ProgressBar:
                 f"{rate / 2**20:.1f} MB/s ETA {eta:.0f}s")
 
     def finish(self) -> None:
-        sys.stderr.write(("\r" if self.tty else "") + self.line() + "\x1b[K\n" if self.tty else self.line() + "\n")
+        # on a terminal: overwrite the progress line and clear its tail
+        sys.stderr.write("\r" + self.line() + "\x1b[K\n" if self.tty else self.line() + "\n")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
