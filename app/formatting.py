@@ -22,6 +22,7 @@ FATE_SYMBOLS = {
 SELECTED = "★"  # kept in the beam
 FINISHED = "∎"  # ends a solution
 BEST = "◆"  # on the path of the chosen answer
+FLAGGED = "⚠"  # the arithmetic check found a wrong equation (the PRM score was overridden)
 
 LEGEND = (
     f"{FATE_SYMBOLS['accepted']} accepted draft  {FATE_SYMBOLS['rejected']} rejected draft  "
@@ -76,7 +77,7 @@ def score_beta(node: ThoughtNode) -> str:
 
 def node_label(node: ThoughtNode, on_best_path: bool = False, width: int = 60) -> str:
     """'✓★ 0.82 ≥β0.61 [small] #4 The total is…'"""
-    marks = node_symbols(node) + (BEST if on_best_path else "")
+    marks = node_symbols(node) + (BEST if on_best_path else "") + (FLAGGED if node.flag else "")
     parts = [marks, score_beta(node), f"[{node.source}]", f"#{node.id}"]
     if node.fate == "regenerated" and node.replaces is not None:
         parts.append(f"(for #{node.replaces})")
@@ -89,6 +90,9 @@ def explain(node: ThoughtNode, nodes: Mapping[int, ThoughtNode], beam_width: int
     s = f"{node.score:.3f}" if node.score is not None else "?"
     b = f"{node.beta:.3f}" if node.beta is not None else "?"
     lines = []
+    if node.flag:
+        lines.append(f"{FLAGGED} {node.flag}: the arithmetic check marked this step wrong, whatever the "
+                     "reward model thought.")
     if node.fate == "accepted":
         lines.append(f"The small model drafted this step; its PRM score {s} ≥ β {b}, "
                      "so the draft was kept without asking the large model.")

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from specsearch.core.atomic import atomic_write_json, atomic_write_text
+from specsearch.core.prm_info import prm_label, prm_of
 from specsearch.models.locations import data_dir, history_dir
 
-from .formatting import FATE_SYMBOLS, node_symbols, one_line
+from .formatting import FATE_SYMBOLS, FLAGGED, node_symbols, one_line
 
 Mode = Literal["chat", "race", "tutor"]
 Status = Literal["running", "done", "cancelled", "error"]
@@ -166,8 +167,7 @@ def to_markdown(conv: Conversation) -> str:
         for run in ex.runs:
             lines += _run_markdown(run, len(ex.runs) > 1)
         for turn in ex.tutor:
-            verdict = f" — {turn['verdict']}" if turn.get("verdict") else ""
-            lines.append(f"- **{turn.get('kind', '?')}**: {one_line(turn.get('text', ''), 300)}{verdict}")
+            lines.append(_turn_markdown(turn))
         if ex.tutor:
             lines.append("")
         if ex.error:
@@ -179,10 +179,25 @@ def to_markdown(conv: Conversation) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _turn_markdown(turn: dict[str, Any]) -> str:
+    """One tutoring turn; a step or hint the arithmetic check rejected says which equation is off."""
+    verdict = turn.get("verdict") or ""
+    wrong = "; ".join(turn.get("arithmetic") or [])
+    if wrong and wrong not in verdict:
+        verdict = f"{FLAGGED} {wrong}" + (f"; {verdict}" if verdict else "")
+    elif wrong:
+        verdict = f"{FLAGGED} {verdict}"
+    verdict = f" — {verdict}" if verdict else ""
+    return f"- **{turn.get('kind', '?')}**: {one_line(turn.get('text', ''), 300)}{verdict}"
+
+
 def _run_markdown(run: dict[str, Any], heading: bool) -> list[str]:
     lines: list[str] = []
     if heading:
         lines += [f"### {run.get('method', '?')}", ""]
+    prm = prm_of(run.get("config"))
+    if prm is not None:
+        lines += [f"Reward model: {prm_label(prm)}", ""]
     nodes = {n["id"]: n for n in run.get("nodes", [])}
     path: list[dict[str, Any]] = []
     node_id = run.get("best_leaf_id")
@@ -197,8 +212,15 @@ def _run_markdown(run: dict[str, Any], heading: bool) -> list[str]:
             score = f"{n['score']:.2f}" if n.get("score") is not None else ""
             beta = f"{n['beta']:.2f}" if n.get("beta") is not None else ""
             text = one_line(n["text"], 80).replace("|", "\\|")
-            lines.append(f"| {n['depth']} | {text} | {n['source']} | {score} | {beta} | "
+            flag = f" {FLAGGED}" if n.get("flag") else ""
+            lines.append(f"| {n['depth']} | {text} | {n['source']} | {score}{flag} | {beta} | "
                          f"{node_symbols(n)} {n['fate']} |")
+        lines.append("")
+    flagged = [n for n in run.get("nodes", []) if n.get("flag")]
+    if flagged:  # every thought the check caught, kept in the solution or not
+        lines += ["Arithmetic check:", ""]
+        lines += [f"- {FLAGGED} step {n['depth']}, #{n['id']} ({n['source']}, {n['fate']}): {n['flag']}"
+                  for n in flagged]
         lines.append("")
     stats = run.get("stats") or {}
     if stats:

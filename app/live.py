@@ -57,7 +57,7 @@ class LiveSearch:
         elif isinstance(e, ev.ThoughtScored):
             node = self.nodes.get(e.node_id)
             if node is not None:
-                node.score = e.score
+                node.score, node.flag = e.score, e.flag
                 self.scores.append(e.score)
                 self._dirty.add(node.id)
         elif isinstance(e, (ev.ThoughtAccepted, ev.ThoughtRejected)):

@@ -6,11 +6,14 @@ import argparse
 import sys
 from typing import Any, Sequence
 
+from specsearch.core.config import METHODS
+from specsearch.core.prm import prm_kind_names
+
 from .settings import ALIASES, FIELD_NAMES, ROLES, SettingsStore, env_name, field_docs, field_type
 
 CHOICES = {
-    "method": ("specsearch", "ar", "sps", "small"),
-    "prm_kind": ("judge", "step-tag"),
+    "method": METHODS,
+    "prm_kind": prm_kind_names(),
     "threshold_stat": ("mean", "max", "quantile"),
 }
 
@@ -39,11 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
         kwargs: dict[str, Any] = {"dest": name, "default": None, "help": help_text.replace("%", "%%")}
         if name in CHOICES:
             kwargs["choices"] = CHOICES[name]
+        elif kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction  # --arith-check / --no-arith-check
         else:
             kwargs["type"] = kind
         if name in ROLES:
             kwargs["metavar"] = {"small": "S.gguf", "large": "L.gguf", "prm": "P.gguf"}[name]
-        elif kind is not str:
+        elif name == "prm_head":
+            kwargs["metavar"] = "FILE"
+        elif kind in (int, float):
             kwargs["metavar"] = "N" if kind is int else "X"
         group.add_argument(flag, **kwargs)
     return parser

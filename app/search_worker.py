@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Callable, Sequence
 
 from textual.message import Message
@@ -75,7 +76,8 @@ class EventBatcher:
 
 
 class SolverPool:
-    """One Solver at a time, keyed by the model specs; thread-safe."""
+    """One Solver at a time, keyed by the model specs and the reward model's settings
+    (kind, head file, arithmetic check): changing any of them loads a new one; thread-safe."""
 
     def __init__(self, factory: Callable[..., Solver] = Solver) -> None:
         self._factory = factory
@@ -83,21 +85,33 @@ class SolverPool:
         self._solver: Solver | None = None
         self._key: tuple | None = None
 
-    def get(self, models: ResolvedModels, prm_kind: str) -> Solver:
-        key = (models.key(), prm_kind)
+    @staticmethod
+    def _key_of(models: ResolvedModels, prm_kind: str, prm_head: str | None, arith_check: bool) -> tuple:
+        return (models.key(), prm_kind, prm_head or None, bool(arith_check))
+
+    def get(self, models: ResolvedModels, prm_kind: str, prm_head: str | None = None,
+            arith_check: bool = True) -> Solver:
+        key = self._key_of(models, prm_kind, prm_head, arith_check)
         with self._lock:
             if self._solver is None or self._key != key:
                 old, self._solver = self._solver, None
                 if old is not None:
                     old.close()
                 s = models.specs
-                self._solver = self._factory(s["small"], s["large"], s["prm"], prm_kind=prm_kind)
+                head = str(Path(prm_head).expanduser()) if prm_head else None
+                self._solver = self._factory(s["small"], s["large"], s["prm"], prm_kind=prm_kind,
+                                             prm_head=head, arith_check=arith_check)
                 self._key = key
             return self._solver
 
-    def loaded(self, models: ResolvedModels, prm_kind: str) -> bool:
+    def for_settings(self, models: ResolvedModels, settings: Settings) -> Solver:
+        """The solver for ``models`` with the reward-model choices of ``settings``."""
+        return self.get(models, settings.prm_kind, settings.prm_head, settings.arith_check)
+
+    def loaded(self, models: ResolvedModels, prm_kind: str, prm_head: str | None = None,
+               arith_check: bool = True) -> bool:
         with self._lock:
-            return self._solver is not None and self._key == (models.key(), prm_kind)
+            return self._solver is not None and self._key == self._key_of(models, prm_kind, prm_head, arith_check)
 
     def close(self) -> None:
         with self._lock:
@@ -116,7 +130,7 @@ def describe_error(exc: BaseException) -> str:
 def load_models(pool: SolverPool, models: ResolvedModels, settings: Settings, methods: Sequence[str],
                 post: Post, run_id: int) -> Solver:
     """The pooled solver with every model ``methods`` need loaded (status posted meanwhile)."""
-    solver = pool.get(models, settings.prm_kind)
+    solver = pool.for_settings(models, settings)
     post(SearchStatus(run_id, "loading models…"))
     for method in methods:
         solver.models(method)

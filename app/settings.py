@@ -23,6 +23,7 @@ from typing import Any
 
 from specsearch.core.atomic import atomic_write_json
 from specsearch.core.config import METHODS, SearchConfig, threshold_fields
+from specsearch.core.prm import prm_kind_names
 from specsearch.models import ROLES, ModelEntry
 from specsearch.models.resolve import LoadOverrides, ResolvedModels, registry_entries  # noqa: F401 (re-exported for screens)
 from specsearch.models.resolve import resolve_models as _resolve
@@ -39,7 +40,11 @@ class Settings:
     prm: str | None = None
     """Reward model (PRM): a GGUF path or a model-manager name. Empty: the default, else the small model as judge."""
     prm_kind: str = "judge"
-    """judge: an instruct model answers yes/no per step; step-tag: a Math-Shepherd style PRM."""
+    """How steps are scored: judge (an instruct model answers yes/no), a trained PRM's format, head (a learned head), arith (no model, arithmetic only); see `specsearch solve --help`."""
+    prm_head: str | None = None
+    """Head file (.npz) for prm_kind head. Empty: the head shipped for the reward model."""
+    arith_check: bool = True
+    """Exact arithmetic check on top of the reward model: a step whose written equation is wrong scores as wrong."""
     method: str = "specsearch"
     """specsearch (small drafts, PRM checks, large rewrites), ar (large only), sps (large + token drafting), small."""
     beam_width: int = 2
@@ -98,8 +103,8 @@ class Settings:
         """Raise ValueError naming the first bad field."""
         if self.method not in METHODS:
             raise ValueError(f"method: choose from {', '.join(METHODS)}")
-        if self.prm_kind not in ("judge", "step-tag"):
-            raise ValueError("prm_kind: judge or step-tag")
+        if self.prm_kind not in prm_kind_names():
+            raise ValueError(f"prm_kind: choose from {', '.join(prm_kind_names())}")
         if self.threshold_stat not in ("mean", "max", "quantile"):
             raise ValueError("threshold_stat (Θ): mean, max or quantile")
         if not 0.0 <= self.threshold_quantile <= 1.0:
@@ -135,13 +140,14 @@ ALIASES = {
     "max_step_tokens": "step_tokens",
     "threshold_quantile": "quantile",
     "n_threads": "threads",
+    "prm_head": "head",
 }
 
 
 def field_type(name: str) -> type:
-    """int, float or str: the base type of a field (its annotation is a string)."""
+    """bool, int, float or str: the base type of a field (its annotation is a string)."""
     annotation = str(next(f.type for f in fields(Settings) if f.name == name))
-    for t in (int, float, str):
+    for t in (bool, int, float, str):
         if annotation.startswith(t.__name__):
             return t
     raise TypeError(annotation)
@@ -160,6 +166,8 @@ def convert(name: str, value: Any) -> Any:
         raise ValueError(f"{name} needs a value")
     kind = field_type(name)
     try:
+        if kind is bool:
+            return _to_bool(value)
         if kind is int:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError
@@ -168,7 +176,23 @@ def convert(name: str, value: Any) -> Any:
             return float(value)
         return str(value).strip()
     except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected {kind.__name__}, got {value!r}") from None
+        expected = "on or off" if kind is bool else kind.__name__
+        raise ValueError(f"{name}: expected {expected}, got {value!r}") from None
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _to_bool(value: Any) -> bool:
+    """True/False from JSON, a form (on/off) or an env var (1/0, true/false, yes/no, on/off)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ValueError
 
 
 @lru_cache(maxsize=1)

@@ -65,10 +65,10 @@ def run_search(args: argparse.Namespace) -> int:
 
     with solver:
         summary = run_benchmark(problems, methods, lambda prob, m: solver.solve(prob.question, configs[m]),
-                                Path(args.out), on_progress)
+                                Path(args.out), on_progress, prm=solver.prm_description())
     bar.close()
     if args.json:
-        print_json({m: s.to_dict() for m, s in summary.methods.items()})
+        print_json({m: s.to_dict() for m, s in summary.methods.items()})  # each names its "prm"
     else:
         print(format_table(summary))
         print(f"\nresults in {Path(args.out).resolve()} (summary.json, results.csv, plot.png)")

@@ -9,7 +9,7 @@ import sys
 from specsearch.core.errors import SpecSearchError
 
 # Subcommand modules; each defines register(subparsers) and sets args.func.
-COMMANDS = ("info", "generate", "solve", "bench", "models")
+COMMANDS = ("info", "generate", "solve", "bench", "models", "prm")
 
 
 def build_parser() -> argparse.ArgumentParser:

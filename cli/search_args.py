@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from specsearch.core.api import Solver
 from specsearch.core.config import METHODS, SearchConfig, threshold_fields
 from specsearch.core.errors import SpecSearchError
+from specsearch.core.prm import PRM_KINDS, prm_kind_names
 from specsearch.models.resolve import LoadOverrides, resolve_models
 
 DEFAULTS = SearchConfig(method="specsearch")
@@ -17,8 +19,12 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--small", metavar="S.gguf", help="small (draft) model: a GGUF path or a `specsearch models list` name")
     g.add_argument("--large", metavar="L.gguf", help="large (target) model: a path or a model name")
     g.add_argument("--prm", metavar="P.gguf", help="reward model: a path or a model name (default: the manager's PRM, else the small model as judge)")
-    g.add_argument("--prm-kind", choices=("judge", "step-tag"), default="judge",
-                   help="judge: an instruct model answers yes/no per step; step-tag: a Math-Shepherd style PRM")
+    g.add_argument("--prm-kind", choices=prm_kind_names(), default="judge",
+                   help="; ".join(f"{k.name}: {k.description}" for k in PRM_KINDS.values()).replace("%", "%%"))
+    g.add_argument("--head", metavar="FILE", default=None,
+                   help="head file (.npz) for --prm-kind head (default: the head shipped for the --prm model)")
+    g.add_argument("--no-arith-check", action="store_true",
+                   help="score steps with the reward model alone, without the exact arithmetic check on top")
     g.add_argument("--n-gpu-layers", type=int, default=None, metavar="N", help="GPU layers per model (default: the model's `specsearch models set` value, else all if a GPU backend exists)")
     g.add_argument("--n-ctx", type=int, default=None, metavar="N", help="context tokens per model (default: automatic)")
     g.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads (default: all cores)")
@@ -65,6 +71,10 @@ def search_config(args: argparse.Namespace, method: str | None = None) -> Search
 
 
 def make_solver(args: argparse.Namespace) -> Solver:
+    if args.head is not None and args.prm_kind != "head":
+        raise SpecSearchError(f"--head FILE is for --prm-kind head, not --prm-kind {args.prm_kind}")
+    if args.head is not None and not Path(args.head).expanduser().is_file():
+        raise SpecSearchError(f"head file {args.head} does not exist")
     choices = {role: getattr(args, role) for role in ("small", "large", "prm")}
     given = LoadOverrides(args.n_gpu_layers, args.n_ctx, args.threads)
     resolved = resolve_models(choices, {role: given for role in choices})
@@ -75,4 +85,5 @@ def make_solver(args: argparse.Namespace) -> Solver:
         raise SpecSearchError(
             "no models given: pass --small/--large/--prm, or set defaults with `specsearch models set-default`"
         )
-    return Solver(specs["small"], specs["large"], specs["prm"], prm_kind=args.prm_kind)
+    return Solver(specs["small"], specs["large"], specs["prm"], prm_kind=args.prm_kind,
+                  prm_head=Path(args.head).expanduser() if args.head else None, arith_check=not args.no_arith_check)

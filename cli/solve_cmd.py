@@ -7,6 +7,7 @@ import json
 import sys
 
 from specsearch.core import events as ev
+from specsearch.core.prm_info import prm_label, prm_of
 from specsearch.core.tree import SearchResult
 
 from .search_args import add_model_args, add_search_args, make_solver, search_config
@@ -53,25 +54,49 @@ class TextPrinter:
     def __init__(self, out=None) -> None:
         self.out = out or sys.stdout
         self.scores: dict[int, float] = {}
+        # Why the arithmetic check marked a thought wrong, until its accept/reject line says so.
+        self.flags: dict[int, str] = {}
 
     def say(self, line: str) -> None:
         print(line, file=self.out, flush=True)
 
     def handle(self, event: ev.SearchEvent) -> None:
+        if isinstance(event, ev.ThoughtScored):
+            self.scores[event.node_id] = event.score
+            if event.flag:
+                self.flags[event.node_id] = event.flag
+            return
+        if not isinstance(event, (ev.ThoughtAccepted, ev.ThoughtRejected)):
+            self._flush_flags()  # thoughts no acceptance test follows (large-model steps, baselines)
+        self._print(event)
+
+    def _flag(self, node_id: int) -> str:
+        flag = self.flags.pop(node_id, None)
+        return f"  ⚠ {flag}" if flag else ""
+
+    def _flush_flags(self) -> None:
+        for node_id, flag in self.flags.items():
+            self.say(f"  ⚠ #{node_id:<3} score {self.scores.get(node_id, 0):.3f}  {flag}")
+        self.flags.clear()
+
+    def _print(self, event: ev.SearchEvent) -> None:
         if isinstance(event, ev.SearchStarted):
             self.say(f"method {event.method}: {_short(event.question, 200)}")
+            prm = prm_of(event.config)
+            if prm is not None:
+                self.say(f"reward model: {prm_label(prm)}")
         elif isinstance(event, ev.StepStarted):
             beta = f"  β = {event.beta:.3f}" if event.beta is not None else ""
             self.say(f"\nstep {event.step}{beta}")
         elif isinstance(event, ev.ThoughtDrafted):
             n = event.node
             self.say(f"  · #{n.id:<3} {n.source:<5} drafted   {_short(n.text)}")
-        elif isinstance(event, ev.ThoughtScored):
-            self.scores[event.node_id] = event.score
         elif isinstance(event, ev.ThoughtAccepted):
-            self.say(f"  ✓ #{event.node_id:<3} accepted  score {event.score:.3f} ≥ β {event.beta:.3f}")
+            self.say(f"  ✓ #{event.node_id:<3} accepted  score {event.score:.3f} ≥ β {event.beta:.3f}"
+                     + self._flag(event.node_id))
         elif isinstance(event, ev.ThoughtRejected):
-            self.say(f"  ✗ #{event.node_id:<3} rejected  score {event.score:.3f} < β {event.beta:.3f}")
+            self.say(f"  ✗ #{event.node_id:<3} rejected  score {event.score:.3f} < β {event.beta:.3f}"
+                     + self._flag(event.node_id))
         elif isinstance(event, ev.ThoughtRegenerated):
             n = event.node
             self.say(f"  ↻ #{n.id:<3} large rewrites #{event.replaces}: {_short(n.text)}")

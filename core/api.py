@@ -12,6 +12,7 @@ Searches run on the caller's thread, one at a time; events arrive on it too.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +20,10 @@ from typing import Callable, Sequence
 
 from .config import SearchConfig
 from .engine import Engine, LoadOptions
-from .events import CancelToken, EventBus, SearchEvent
+from .events import CancelToken, EventBus, SearchEvent, SearchFinished, SearchStarted
 from .generators import Models
-from .prm import RewardModel, make_prm
+from .prm import RewardModel, make_prm, prm_kind
+from .prm_info import PRM_KEY, describe_prm
 from .search import run_search
 from .speculative import SpeculativeDecoder
 from .tree import SearchResult
@@ -53,18 +55,25 @@ class Solver:
         prm: str | Path | ModelSpec | None = None,
         prm_kind: str = "judge",
         *,
+        prm_head: str | Path | None = None,
+        arith_check: bool = True,
         batch_invariant: bool = False,
         spec_tokens: int = 4,
         adaptive_draft: bool = True,
     ) -> None:
         self.specs = {"small": _spec(small), "large": _spec(large), "prm": _spec(prm)}
         self.prm_kind = prm_kind
+        self.prm_head = str(prm_head) if prm_head is not None else None
+        # Exact arithmetic check on top of any PRM: a step whose written
+        # equation is wrong scores as wrong whatever the model says.
+        self.arith_check = arith_check
         self.batch_invariant = batch_invariant
         self.spec_tokens = spec_tokens
         self.adaptive_draft = adaptive_draft
         self.events = EventBus()
         self._engines: dict[str, Engine] = {}
         self._prm: RewardModel | None = None
+        self._prm_description: dict | None = None
         self._spec: SpeculativeDecoder | None = None
         self._lock = threading.Lock()
 
@@ -96,9 +105,59 @@ class Solver:
         return Models(small=small, large=large, prm=self.reward_model(), spec=spec)
 
     def reward_model(self) -> RewardModel | None:
-        if self._prm is None and self.specs["prm"] is not None:
-            self._prm = make_prm(self.prm_kind, self.engine("prm"))
+        """The PRM (built on first use); None when its kind needs a model and none was given.
+        An unknown kind raises PRMKindError; a kind that needs no model loads none."""
+        if self._prm is None:
+            needs_model = prm_kind(self.prm_kind).needs_model
+            if needs_model and self.specs["prm"] is None:
+                return None
+            engine = self.engine("prm") if needs_model else None
+            prm = make_prm(self.prm_kind, engine, head=self.prm_head)
+            if self.arith_check and needs_model:  # a kind without a model is a check of its own
+                from .arithmetic import ArithmeticGuard
+
+                prm = ArithmeticGuard(prm)
+            self._prm = prm
         return self._prm
+
+    def prm_description(self) -> dict:
+        """The reward model in use as {"kind", "model", "head", "arith_check"} (file names; see
+        core.prm_info.prm_label for one line).  Every search records it in its config["prm"]."""
+        if self._prm_description is None:
+            needs_model = prm_kind(self.prm_kind).needs_model
+            spec = self.specs["prm"] if needs_model else None
+            head = self.prm_head
+            if head is None and self.prm_kind == "head" and spec is not None:
+                head = self._shipped_head(spec.path)
+            # Kind arith is the check itself; the guard goes only on top of a model.
+            checked = self.prm_kind == "arith" or (self.arith_check and needs_model)
+            self._prm_description = describe_prm(self.prm_kind, spec.path if spec else None,
+                                                 head if self.prm_kind == "head" else None, checked)
+        return dict(self._prm_description)
+
+    @staticmethod
+    def _shipped_head(backbone: str) -> str | None:
+        """The head shipped for ``backbone`` (kind head without --head), found as the kind finds it."""
+        from .prm_head import file_sha256, find_head
+
+        try:
+            found = find_head(file_sha256(backbone))
+        except OSError:
+            return None
+        return str(found) if found else None
+
+    def _emitter(self) -> Callable[[SearchEvent], None]:
+        """self.events.emit, recording the PRM description in the search's config."""
+        prm = self.prm_description() if self._prm is not None else None
+
+        def emit(event: SearchEvent) -> None:
+            if prm is not None and isinstance(event, SearchStarted):
+                event = dataclasses.replace(event, config={**event.config, PRM_KEY: prm})
+            elif prm is not None and isinstance(event, SearchFinished):
+                event.result.config[PRM_KEY] = prm  # the result is returned as is: it carries it too
+            self.events.emit(event)
+
+        return emit
 
     # ---------------------------------------------------------- searches ---
     def solve(
@@ -112,7 +171,8 @@ class Solver:
         with self._lock:
             unsubscribe = self.events.subscribe(on_event) if on_event else None
             try:
-                return run_search(question, self.models(config.method), config, self.events.emit, cancel)
+                models = self.models(config.method)
+                return run_search(question, models, config, self._emitter(), cancel)
             finally:
                 if unsubscribe:
                     unsubscribe()
@@ -122,7 +182,8 @@ class Solver:
         base = config or SearchConfig()
         one = SearchConfig.from_dict({**base.to_dict(), "max_depth": 1, "beam_width": 1})
         with self._lock:
-            result = run_search(question, self.models(one.method), one, self.events.emit, None, previous_steps)
+            models = self.models(one.method)
+            result = run_search(question, models, one, self._emitter(), None, previous_steps)
         return result.node(result.best_leaf_id).text if result.best_leaf_id is not None else ""
 
     def judge_step(self, question: str, steps: Sequence[str]) -> float:
@@ -139,6 +200,7 @@ class Solver:
                 engine.close()
             self._engines.clear()
             self._prm = None
+            self._prm_description = None
             self._spec = None
 
     def __enter__(self) -> "Solver":

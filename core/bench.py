@@ -8,7 +8,9 @@ does the bookkeeping:
   flushed and fsync'ed, so killing the process loses at most the line being
   written.  Re-running with the same ``out_dir`` skips the pairs already there
   (resume); a torn last line is cut off and that pair runs again.  A pair whose
-  recorded search was *cancelled* is run again too (the newer line wins).
+  recorded search was *cancelled*, or ran with another reward model than the
+  one given (``prm``), is run again too (the newer line wins).  Each line
+  records the reward model (``"prm"``: kind, model, head, arithmetic check).
 * ``summary.json`` (method -> numbers, written atomically), ``results.csv`` and
   ``plot.png`` (accuracy vs latency; time per phase).
 
@@ -34,6 +36,7 @@ from typing import Any
 from specsearch.core.answers import extract_answer, is_equivalent
 from specsearch.core.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from specsearch.core.datasets import Problem
+from specsearch.core.prm_info import prm_label, prm_of
 from specsearch.core.tree import SearchResult
 
 __all__ = [
@@ -74,6 +77,7 @@ CSV_COLUMNS = (
     "tokens_small",
     "tokens_large",
     "cancelled",
+    "prm",  # the reward model's one-line label (core.prm_info.prm_label)
 )
 
 
@@ -111,6 +115,7 @@ class MethodSummary:
     mean_tokens_small: float | None = None
     mean_tokens_large: float | None = None
     n_cancelled: int = 0
+    prm: dict[str, Any] | None = None  # the reward model of every record (None: unknown or mixed)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -125,6 +130,7 @@ class MethodSummary:
             "mean_tokens_small": self.mean_tokens_small,
             "mean_tokens_large": self.mean_tokens_large,
             "n_cancelled": self.n_cancelled,
+            "prm": dict(self.prm) if self.prm else None,
         }
 
 
@@ -153,8 +159,10 @@ class BenchSummary:
 # --------------------------------------------------------------------------- records
 
 
-def make_record(problem: Problem, method: str, result: SearchResult) -> dict[str, Any]:
-    """The results.jsonl line of one finished search."""
+def make_record(problem: Problem, method: str, result: SearchResult,
+                prm: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The results.jsonl line of one finished search; ``prm`` (else the one the
+    search recorded in its config) describes its reward model."""
     stats = result.stats
     answer = result.answer
     if answer is None and result.solution:
@@ -176,6 +184,7 @@ def make_record(problem: Problem, method: str, result: SearchResult) -> dict[str
         "tokens_large": int(stats.tokens.get("large", 0)),
         "phase_seconds": {k: float(v) for k, v in stats.phase_seconds.items()},
         "cancelled": bool(result.cancelled),
+        "prm": dict(prm) if prm else prm_of(result.config),
     }
 
 
@@ -292,8 +301,15 @@ def summarize(
             mean_tokens_small=_mean([float(r.get("tokens_small") or 0) for r in recs]),
             mean_tokens_large=_mean([float(r.get("tokens_large") or 0) for r in recs]),
             n_cancelled=sum(1 for r in recs if r.get("cancelled")),
+            prm=_common_prm(recs),
         )
     return out
+
+
+def _common_prm(records: list[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The reward model all ``records`` share, or None (none recorded, or several)."""
+    seen = {json.dumps(r.get("prm"), sort_keys=True) for r in records}
+    return json.loads(seen.pop()) if len(seen) == 1 else None
 
 
 # --------------------------------------------------------------------------- outputs
@@ -306,6 +322,7 @@ def _write_csv(path: Path, records: list[Mapping[str, Any]]) -> None:
     writer.writerow(list(CSV_COLUMNS) + [f"{p}_s" for p in phases])
     for r in records:
         row = ["" if r.get(c) is None else r.get(c) for c in CSV_COLUMNS]
+        row[CSV_COLUMNS.index("prm")] = prm_label(r["prm"]) if r.get("prm") else ""
         ph = r.get("phase_seconds") or {}
         row += [ph.get(p, 0.0) for p in phases]
         writer.writerow(row)
@@ -375,12 +392,15 @@ def run_benchmark(
     solve: Callable[[Problem, str], SearchResult],
     out_dir: str | os.PathLike[str],
     on_progress: Callable[[BenchProgress], None] | None = None,
+    prm: Mapping[str, Any] | None = None,
 ) -> BenchSummary:
     """Run every method on every problem, appending to ``out_dir/results.jsonl``.
 
-    Pairs already recorded there (and not cancelled) are skipped.  Returns the
-    summary of these problems and methods and writes summary.json, results.csv
-    and plot.png.
+    Pairs already recorded there (and not cancelled) are skipped -- unless
+    ``prm`` (the reward model these searches use, ``Solver.prm_description()``)
+    is given and differs from the one recorded: then they run again.  Returns
+    the summary of these problems and methods and writes summary.json,
+    results.csv and plot.png.
     """
     if not methods:
         raise ValueError("no methods to benchmark")
@@ -390,6 +410,7 @@ def run_benchmark(
     if len(set(ids)) != len(ids):
         raise ValueError("problem ids must be unique (they key the resume)")
 
+    prm = dict(prm) if prm else None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / RESULTS_FILE
@@ -405,14 +426,14 @@ def run_benchmark(
             for method in methods:
                 key = (problem.id, method)
                 prev = latest.get(key)
-                if prev is not None and not prev.get("cancelled"):
+                if prev is not None and not prev.get("cancelled") and (prm is None or prev.get("prm") == prm):
                     done += 1
                     skipped += 1
                     if on_progress is not None:
                         on_progress(BenchProgress(done, total, problem.id, method, True, prev))
                     continue
                 result = solve(problem, method)
-                record = make_record(problem, method, result)
+                record = make_record(problem, method, result, prm)
                 _append_line(fh, record)
                 latest[key] = record
                 done += 1
@@ -460,7 +481,8 @@ def _fmt(value: float | None, kind: str) -> str:
 
 
 def format_table(summary: BenchSummary | Mapping[str, Any]) -> str:
-    """A fixed-width text table of a summary (a BenchSummary or summary.json's dict)."""
+    """A fixed-width text table of a summary (a BenchSummary or summary.json's dict),
+    under a line naming the reward model when the records say which it was."""
     if isinstance(summary, BenchSummary):
         rows_in = {m: s.to_dict() for m, s in summary.methods.items()}
     else:
@@ -488,4 +510,6 @@ def format_table(summary: BenchSummary | Mapping[str, Any]) -> str:
         return "  ".join(cells).rstrip()
 
     sep = "  ".join("-" * w for w in widths)
-    return "\n".join([line(rows[0]), sep] + [line(r) for r in rows[1:]])
+    labels = list(dict.fromkeys(prm_label(s["prm"]) for s in rows_in.values() if s.get("prm")))
+    heading = [f"reward model: {'; '.join(labels)}"] if labels else []
+    return "\n".join(heading + [line(rows[0]), sep] + [line(r) for r in rows[1:]])

@@ -44,6 +44,9 @@ class SearchConfig:
     """q for threshold_stat = quantile."""
     fixed_beta: float = 0.5
     """The constant threshold when threshold_mode = fixed."""
+    threshold_margin: float = 0.0
+    """Added to beta before drafts are compared with it: a quality guard that
+    trades acceptance (speed) for fewer accepted mistakes when the judge is weak."""
     spec_tokens: int = 4
     """Initial token-level draft length for speculative decoding (adapted at run time)."""
     system_prompt: str = (

@@ -128,6 +128,23 @@ class ScoreRequest:
     candidates: Sequence[int]
 
 
+@dataclass(frozen=True)
+class HiddenRequest:
+    """Final hidden states after ``tokens[i]`` for i in ``positions`` (strictly increasing),
+    and optionally the log-probability of each token in ``tokens[logprob_from:]``
+    given the tokens before it (``logprob_from`` >= 1)."""
+
+    tokens: Sequence[int]
+    positions: Sequence[int]
+    logprob_from: int | None = None
+
+
+@dataclass
+class HiddenResult:
+    hidden: np.ndarray  # [len(positions), n_embd] float32
+    token_logprobs: np.ndarray | None  # [len(tokens) - logprob_from] or None
+
+
 class StopChecker:
     """Incremental detokenisation and stop-string search for one sequence."""
 
@@ -164,7 +181,7 @@ class Engine:
         if n_gpu is None:
             n_gpu = 999 if lla.supports_gpu_offload() else 0
         self.n_gpu_layers = n_gpu
-        self._model = lla.load_model(self.path, n_gpu)
+        self._model = lla.load_model(self.path, n_gpu, tensor_types=self.info.tensor_types)
         self.facts = lla.model_facts(self._model)
         self.n_threads = self.options.n_threads or max(1, os.cpu_count() or 1)
         self.n_batch = self.options.n_batch
@@ -188,6 +205,7 @@ class Engine:
         self._batch = lla.Batch(self.n_batch)
         self._lock = threading.RLock()
         self.decode_calls = 0
+        self.decoded_tokens = 0  # tokens fed to llama_decode (cache hits are not counted)
         self.decode_seconds = 0.0
 
     def _default_ctx(self) -> int:
@@ -223,7 +241,15 @@ class Engine:
         )
 
     def chat_tokens(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> list[int]:
-        return self.tokenize(self.render_chat(messages, add_generation_prompt), add_special=self.facts.add_bos)
+        return self.chat_text_tokens(self.render_chat(messages, add_generation_prompt))
+
+    def chat_text_tokens(self, text: str) -> list[int]:
+        """Tokens of a rendered chat: special tokens parsed, one BOS when the model
+        asks for it (a template that writes the BOS itself would otherwise give two)."""
+        tokens = self.tokenize(text, add_special=self.facts.add_bos)
+        if len(tokens) >= 2 and tokens[0] == tokens[1] == self.facts.bos:
+            del tokens[0]
+        return tokens
 
     def is_eog(self, token: int) -> bool:
         return token in self.vocab.eog
@@ -317,11 +343,17 @@ class Engine:
                 continue
             raise SpecSearchError(f"llama_decode failed with status {rc}: {lla.recent_log()}")
         self.decode_calls += 1
+        self.decoded_tokens += batch.n
         self.decode_seconds += time.perf_counter() - t0
 
-    def _evaluate(self, jobs: list[tuple[int, Sequence[int], Sequence[int]]]) -> list[list[np.ndarray]]:
+    def _evaluate(
+        self,
+        jobs: list[tuple[int, Sequence[int], Sequence[int]]],
+        row_fn: Callable[[np.ndarray, int, int], object] | None = None,
+    ) -> list[list]:
         """Feed ``new_tokens`` to each job's slot; return copies of the logits
-        at the requested offsets (indices into new_tokens), per job.
+        at the requested offsets (indices into new_tokens), per job, or
+        ``row_fn(logits_row_view, job, offset)`` of them (no copy of the row).
 
         Jobs are packed into as few decodes of at most n_batch tokens as possible.
         """
@@ -339,8 +371,8 @@ class Engine:
                 self.slots.tokens[slot].append(tok)
             if pending:
                 rows = lla.output_logits(self._ctx, batch.n_outputs, self.n_vocab)
-                for row, (job, _) in enumerate(pending):
-                    results[job].append(np.array(rows[row]))
+                for row, (job, k) in enumerate(pending):
+                    results[job].append(np.array(rows[row]) if row_fn is None else row_fn(rows[row], job, k))
             pending.clear()
             fed.clear()
             batch.clear()
@@ -540,6 +572,105 @@ class Engine:
             out.append(log_softmax_at(block, list(r.candidates)))
         return out
 
+    # ------------------------------------------------- hidden states ---
+    def hidden_states(self, requests: Sequence[HiddenRequest], reuse: bool = True) -> list[HiddenResult]:
+        """Final hidden states at given positions (learned PRM heads read them).
+
+        Tokens before each wanted position are evaluated with embeddings off
+        (llama.cpp would otherwise output every token of a long prefill); the
+        wanted tokens of all requests go in one decode with embeddings on.
+        """
+        with self._lock:
+            try:
+                return self._hidden_states(requests, reuse)
+            finally:
+                lla.set_embeddings(self._ctx, False)
+                self._release()
+
+    def _hidden_states(self, requests: Sequence[HiddenRequest], reuse: bool) -> list[HiddenResult]:
+        for r in requests:
+            if not r.positions:
+                raise ValueError("a hidden-state request needs at least one position")
+            if list(r.positions) != sorted(set(r.positions)) or r.positions[0] < 0 or r.positions[-1] >= len(r.tokens):
+                raise ValueError("hidden-state positions must be increasing indices into the request's tokens")
+            if r.logprob_from is not None and not 1 <= r.logprob_from <= r.positions[0]:
+                raise ValueError("logprob_from must lie in [1, first position]")
+            self.check_fits(len(r.tokens), "scoring input")
+        if not reuse:
+            self.reset_cache()
+        # A cached prefix may cover at most the tokens before the first wanted
+        # position (and before the first token whose log-prob is wanted).
+        limits = [min(r.positions[0], r.logprob_from - 1 if r.logprob_from else r.positions[0]) for r in requests]
+        slots = [self._acquire(r.tokens, limit if reuse else 0) for r, limit in zip(requests, limits)]
+        done = [len(self.slots.tokens[s]) for s in slots]  # tokens already in each slot
+        hidden: list[list[np.ndarray]] = [[] for _ in requests]
+        logps: list[list[float]] = [[] for _ in requests]
+        n_embd = self.facts.n_embd
+        for round_ in range(max(len(r.positions) for r in requests)):
+            active = [i for i, r in enumerate(requests) if round_ < len(r.positions)]
+            # 1. Embeddings off: each request's tokens up to its next wanted position.
+            #    Outputs only where a token's log-prob is wanted: the logits at
+            #    absolute index t predict token t + 1.
+            jobs = []
+            for i in active:
+                r = requests[i]
+                new = list(r.tokens[done[i] : r.positions[round_]])
+                start = r.logprob_from if r.logprob_from is not None else len(r.tokens) + 1
+                offs = [k for k in range(len(new)) if done[i] + k + 1 >= start]
+                jobs.append((slots[i], new, offs))
+            starts = [done[i] for i in active]
+
+            def next_logprob(row: np.ndarray, j: int, k: int) -> float:
+                return _logprob_of(row, requests[active[j]].tokens[starts[j] + k + 1])
+
+            rows = self._evaluate(jobs, row_fn=next_logprob)
+            for j, i in enumerate(active):
+                logps[i] += rows[j]
+                done[i] += len(jobs[j][1])
+            # 2. Embeddings on: the wanted tokens of all requests in one decode.
+            batch = self._batch
+            batch.clear()
+            index = {i: batch.add(requests[i].tokens[requests[i].positions[round_]], done[i], slots[i], True)
+                     for i in active}
+            lla.set_embeddings(self._ctx, True)
+            try:
+                self._decode(batch)
+            finally:
+                lla.set_embeddings(self._ctx, False)
+            # With embeddings on every token of the batch is an output, in batch order.
+            logits = lla.output_logits(self._ctx, batch.n, self.n_vocab)
+            for i in active:
+                r = requests[i]
+                pos = r.positions[round_]
+                self.slots.tokens[slots[i]].append(r.tokens[pos])
+                hidden[i].append(lla.output_hidden(self._ctx, index[i], n_embd))
+                if r.logprob_from is not None and pos + 1 < len(r.tokens):
+                    logps[i].append(_logprob_of(logits[index[i]], r.tokens[pos + 1]))
+                done[i] += 1
+        # 3. Log-probs wanted after the last position: embeddings off again.
+        tail_jobs, tail_of = [], []
+        for i, r in enumerate(requests):
+            if r.logprob_from is not None and done[i] < len(r.tokens) - 1:
+                new = list(r.tokens[done[i] : len(r.tokens) - 1])
+                tail_jobs.append((slots[i], new, list(range(len(new)))))
+                tail_of.append(i)
+        if tail_jobs:
+            tail_starts = [done[i] for i in tail_of]
+            rows = self._evaluate(
+                tail_jobs,
+                row_fn=lambda row, j, k: _logprob_of(row, requests[tail_of[j]].tokens[tail_starts[j] + k + 1]),
+            )
+            for j, i in enumerate(tail_of):
+                logps[i] += rows[j]
+        out = []
+        for i, r in enumerate(requests):
+            lp = None
+            if r.logprob_from is not None:
+                lp = np.asarray(logps[i], dtype=np.float64)
+                assert len(lp) == len(r.tokens) - r.logprob_from
+            out.append(HiddenResult(np.stack(hidden[i]).astype(np.float32), lp))
+        return out
+
     # -------------------------------------------------------- cleanup ---
     def close(self) -> None:
         with self._lock:
@@ -562,6 +693,13 @@ class Engine:
             self.close()
         except Exception:
             pass
+
+
+def _logprob_of(row: np.ndarray, token: int) -> float:
+    """log-softmax(row)[token], in float64 (row is a view of llama.cpp's logits)."""
+    r = row.astype(np.float64)
+    m = r.max()
+    return float(r[token] - m - np.log(np.exp(r - m).sum()))
 
 
 def _as_prompt_list(prompts: Sequence[Sequence[int]] | Sequence[int]) -> list[list[int]]:

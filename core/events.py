@@ -59,6 +59,7 @@ class ThoughtDrafted(SearchEvent):
 class ThoughtScored(SearchEvent):
     node_id: int
     score: float
+    flag: str | None = None  # why a check overrode the score ("20 − 12 = 8, not 9")
 
 
 @dataclass(frozen=True)

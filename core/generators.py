@@ -79,14 +79,26 @@ def _candidates(state: SearchState, jobs, out: GenerateOutput, depth: int, sourc
     return cands
 
 
-def _score(state: SearchState, prm: RewardModel, cands: list[Candidate]) -> None:
+def _score(state: SearchState, prm: RewardModel, cands: list[Candidate], writer: Engine | None) -> None:
+    """Score new thoughts; ``writer`` is the engine whose tokens they are."""
     if not cands or state.cancelled:
         return  # a cancelled step's thoughts stay unscored
     with state.phase("score"):
-        scores = prm.score_last(state.question, [c.beam.steps + [c.node.text] for c in cands])
+        reads_tokens = getattr(prm, "reads_tokens_of", None)
+        if writer is not None and reads_tokens is not None and reads_tokens(
+            writer, state.config.system_prompt, state.config.delimiter
+        ):
+            # A learned head on the drafter: the search's own tokens, served from its KV cache.
+            scores = prm.score_tokens([c.beam.tokens + c.tokens for c in cands],
+                                      [len(c.beam.tokens) for c in cands], [c.node.text for c in cands])
+        else:
+            scores = prm.score_last(state.question, [c.beam.steps + [c.node.text] for c in cands])
+    # A reward model with a check on top (core.arithmetic) says why it marked a step wrong.
+    explain = getattr(prm, "explain", None)
     for c, s in zip(cands, scores):
         c.node.score = s
-        state.emit(ThoughtScored(c.node.id, s))
+        c.node.flag = explain(c.node.text) if explain is not None else None
+        state.emit(ThoughtScored(c.node.id, s, c.node.flag))
 
 
 def _all_jobs(state: SearchState, beams: list[Beam]) -> list[tuple[Beam, int]]:
@@ -116,8 +128,11 @@ class _WholeStep:
         cands = _candidates(state, jobs, out, depth, self.source, "generated")
         for c in cands:
             state.emit(ThoughtDrafted(c.node))
-        _score(state, self.models.prm, cands)
+        _score(state, self.models.prm, cands, self.writer())
         return cands
+
+    def writer(self) -> Engine | None:
+        return self.models.small if self.source == "small" else self.models.large
 
 
 class AutoRegressive(_WholeStep):
@@ -160,11 +175,11 @@ class SpecSearch:
             cands = _candidates(state, jobs, out, depth, "large", "generated")
             for c in cands:
                 state.emit(ThoughtDrafted(c.node))
-            _score(state, self.models.prm, cands)
+            _score(state, self.models.prm, cands, self.models.large)
             self.threshold.observe_large([c.node.score for c in cands])
             return cands
 
-        beta = self.threshold.beta
+        beta = self.threshold.bar
         with state.phase("draft"):
             out = _run(state, self.models.small.generate, jobs, depth)
         state.count_generation("small", out)
@@ -173,7 +188,7 @@ class SpecSearch:
         for c in drafts:
             state.emit(ThoughtDrafted(c.node))
             state.step.drafted.append(c.node.id)
-        _score(state, self.models.prm, drafts)
+        _score(state, self.models.prm, drafts, self.models.small)
         if state.cancelled:
             return drafts
 
@@ -204,7 +219,7 @@ class SpecSearch:
                 state.stats.thoughts_regenerated += 1
                 state.step.regenerated.append(c.node.id)
                 state.emit(ThoughtRegenerated(c.node, old))
-            _score(state, self.models.prm, regenerated)
+            _score(state, self.models.prm, regenerated, self.models.large)
         self.threshold.observe_large([c.node.score for c in regenerated])
         # Keep slot order: each slot holds its accepted draft or its replacement.
         replacement = {old: c for old, c in zip(rejected_ids, regenerated)}

@@ -56,6 +56,8 @@ class GGUFInfo:
     n_head: int | None = None
     special_tokens: dict[str, int] = field(default_factory=dict)
     chat_template: str | None = None
+    tensor_types: dict[str, tuple[int, tuple[int, ...]]] = field(default_factory=dict, repr=False)
+    """name -> (ggml type id, dims), for choosing which weights llama.cpp may repack."""
 
     def kv_bytes_per_token(self) -> int | None:
         """f16 K and V for every layer; None when the header lacks the sizes."""
@@ -66,6 +68,7 @@ class GGUFInfo:
 
     def to_dict(self, with_template: bool = False) -> dict[str, Any]:
         out = asdict(self)
+        out.pop("tensor_types")
         if not with_template:
             out.pop("chat_template")
         return out
@@ -156,8 +159,9 @@ def read_gguf_info(path: str | os.PathLike[str]) -> GGUFInfo:
                 vtype = GGUFValueType(sc.scalar(GGUFValueType.UINT32))
                 meta[key] = sc.value(vtype, keep=key in _KEEP_ARRAYS)
             tensors = []
+            tensor_types: dict[str, tuple[int, tuple[int, ...]]] = {}
             for _ in range(n_tensors):
-                sc.string()  # tensor name
+                tensor_name = sc.string()
                 n_dims = sc.scalar(GGUFValueType.UINT32)
                 dims = [sc.scalar(GGUFValueType.UINT64) for _ in range(n_dims)]
                 qtype = sc.scalar(GGUFValueType.UINT32)
@@ -166,6 +170,7 @@ def read_gguf_info(path: str | os.PathLike[str]) -> GGUFInfo:
                 for d in dims:
                     n_el *= d
                 tensors.append((n_el, qtype, offset))
+                tensor_types[tensor_name] = (qtype, tuple(dims))
         except (struct.error, ValueError, UnicodeDecodeError) as exc:
             raise CorruptModelError(f"{p}: corrupt GGUF header ({exc})") from exc
         header_end = fh.tell()
@@ -219,4 +224,5 @@ def read_gguf_info(path: str | os.PathLike[str]) -> GGUFInfo:
         n_head=arch_int("attention.head_count"),
         special_tokens=specials,
         chat_template=template if isinstance(template, str) else None,
+        tensor_types=tensor_types,
     )

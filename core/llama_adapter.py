@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import ctypes
 import os
+import re
 import threading
 from dataclasses import dataclass
 
@@ -80,11 +81,97 @@ LOAD_MODE_AUTO = -1
 LOAD_MODE_READ = 0  # plain reads into memory, no mmap
 
 
-def load_model(path: str, n_gpu_layers: int, vocab_only: bool = False) -> L.llama_model_p:
+def _extra_buffers_allowed() -> bool:
+    """Whether llama.cpp may choose its extra CPU buffer types itself.
+
+    The pinned build's AMX buffer type crashes (SIGSEGV in the first decode,
+    llama.cpp issue 20824) on CPUs with AMX tiles, e.g. virtualised Sapphire
+    Rapids; there the extra buffer types are switched off and only the plain
+    repack (see repack_overrides) is asked for by name.
+    SPECSEARCH_EXTRA_BUFFERS=1 / 0 forces the choice.
+    """
+    forced = os.environ.get("SPECSEARCH_EXTRA_BUFFERS")
+    if forced in ("0", "1"):
+        return forced == "1"
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            return "amx_tile" not in f.read(1 << 16)
+    except OSError:
+        return True
+
+
+# ggml types the CPU repack buffer handles (q4_0, q4_K, iq4_nl), with the row
+# multiple its interleaved layouts need; others stay in the plain CPU buffer.
+_REPACK_TYPES = {2: 8, 12: 8, 20: 8}
+
+
+class _BuftOverride(ctypes.Structure):
+    _fields_ = [("pattern", ctypes.c_char_p), ("buft", ctypes.c_void_p)]
+
+
+def _cpu_repack_buffer_type() -> int | None:
+    """ggml's CPU_REPACK buffer type, looked up through the backend registry."""
+    libdir = os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
+    try:
+        base = ctypes.CDLL(os.path.join(libdir, "libggml-base.so"))
+        ggml = ctypes.CDLL(os.path.join(libdir, "libggml.so"))
+    except OSError:
+        return None
+    ggml.ggml_backend_dev_by_type.restype = ctypes.c_void_p
+    ggml.ggml_backend_dev_by_type.argtypes = [ctypes.c_int]
+    ggml.ggml_backend_dev_backend_reg.restype = ctypes.c_void_p
+    ggml.ggml_backend_dev_backend_reg.argtypes = [ctypes.c_void_p]
+    ggml.ggml_backend_reg_get_proc_address.restype = ctypes.c_void_p
+    ggml.ggml_backend_reg_get_proc_address.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    base.ggml_backend_buft_name.restype = ctypes.c_char_p
+    base.ggml_backend_buft_name.argtypes = [ctypes.c_void_p]
+    dev = ggml.ggml_backend_dev_by_type(0)  # GGML_BACKEND_DEVICE_TYPE_CPU
+    if not dev:
+        return None
+    get = ggml.ggml_backend_reg_get_proc_address(ggml.ggml_backend_dev_backend_reg(dev), b"ggml_backend_dev_get_extra_bufts")
+    if not get:
+        return None
+    bufts = ctypes.CFUNCTYPE(ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p)(get)(dev)
+    i = 0
+    while bufts and bufts[i]:
+        if base.ggml_backend_buft_name(bufts[i]) == b"CPU_REPACK":
+            return bufts[i]
+        i += 1
+    return None
+
+
+def repack_overrides(tensor_types: dict[str, tuple[int, tuple[int, ...]]]) -> tuple[ctypes.Array, list[bytes]] | None:
+    """Overrides placing the repackable weights in CPU_REPACK (the fast CPU matmul
+    layout) when llama.cpp's own choice is off; None when there is nothing to do."""
+    buft = _cpu_repack_buffer_type()
+    if buft is None:
+        return None
+    names = [n for n, (qtype, dims) in tensor_types.items()
+             if qtype in _REPACK_TYPES and len(dims) == 2 and dims[1] % _REPACK_TYPES[qtype] == 0
+             and n.startswith("blk.")]
+    if not names:
+        return None
+    patterns = [("^" + re.escape(n) + "$").encode() for n in names]
+    table = (_BuftOverride * (len(patterns) + 1))()
+    for i, pat in enumerate(patterns):
+        table[i].pattern, table[i].buft = pat, buft
+    table[len(patterns)].pattern, table[len(patterns)].buft = None, None
+    return table, patterns  # the patterns must outlive the load
+
+
+def load_model(path: str, n_gpu_layers: int, vocab_only: bool = False,
+               tensor_types: dict[str, tuple[int, tuple[int, ...]]] | None = None) -> L.llama_model_p:
     init_backend()
     params = L.llama_model_default_params()
     params.n_gpu_layers = n_gpu_layers
     params.vocab_only = vocab_only
+    keep = None
+    if not _extra_buffers_allowed():
+        params.use_extra_bufts = False
+        if n_gpu_layers == 0 and tensor_types and not vocab_only:
+            keep = repack_overrides(tensor_types)
+            if keep is not None:
+                params.tensor_buft_overrides = ctypes.cast(keep[0], ctypes.c_void_p)
     if n_gpu_layers == 0:
         # On the CPU the weights are repacked for the matmul kernels; with mmap
         # the mapped originals stay resident too (measured: 2.7 GB instead of
@@ -92,6 +179,7 @@ def load_model(path: str, n_gpu_layers: int, vocab_only: bool = False) -> L.llam
         params.load_mode = LOAD_MODE_READ
     clear_log()
     model = L.llama_model_load_from_file(os.fsencode(path), params)
+    del keep
     if not model:
         raise ModelLoadError(f"llama.cpp could not load {path}: {recent_log() or 'no reason given'}")
     return model
@@ -104,6 +192,7 @@ def free_model(model: L.llama_model_p) -> None:
 @dataclass(frozen=True)
 class ModelFacts:
     n_vocab: int
+    n_embd: int
     n_ctx_train: int
     n_layer: int
     n_params: int
@@ -121,6 +210,7 @@ def model_facts(model: L.llama_model_p) -> ModelFacts:
     L.llama_model_desc(model, buf, len(buf))
     return ModelFacts(
         n_vocab=L.llama_vocab_n_tokens(vocab),
+        n_embd=L.llama_model_n_embd(model),
         n_ctx_train=L.llama_model_n_ctx_train(model),
         n_layer=L.llama_model_n_layer(model),
         n_params=L.llama_model_n_params(model),
@@ -157,6 +247,11 @@ def new_context(
     # (seq_cp) then shares its cells instead of copying them.
     params.kv_unified = True
     params.no_perf = True
+    # Hidden states (for learned PRM heads) are read per token, never pooled;
+    # embeddings stay off except for the decodes that need them (set_embeddings),
+    # since with them on llama.cpp makes every token of a batch an output.
+    params.pooling_type = L.LLAMA_POOLING_TYPE_NONE
+    params.embeddings = False
     clear_log()
     ctx = L.llama_init_from_model(model, params)
     if not ctx:
@@ -228,6 +323,20 @@ def output_logits(ctx: L.llama_context_p, n_outputs: int, n_vocab: int) -> np.nd
     """
     ptr = L.llama_get_logits(ctx)
     return np.ctypeslib.as_array(ptr, shape=(n_outputs, n_vocab))
+
+
+def set_embeddings(ctx: L.llama_context_p, on: bool) -> None:
+    """Whether the next decodes also return each output token's final hidden state."""
+    L.llama_set_embeddings(ctx, on)
+
+
+def output_hidden(ctx: L.llama_context_p, batch_index: int, n_embd: int) -> np.ndarray:
+    """A copy of the final (normed) hidden state of batch token ``batch_index``
+    of the last decode, which must have run with embeddings on."""
+    ptr = L.llama_get_embeddings_ith(ctx, batch_index)
+    if not ptr:
+        raise RuntimeError(f"llama.cpp returned no hidden state for batch token {batch_index}")
+    return np.ctypeslib.as_array(ptr, shape=(n_embd,)).copy()
 
 
 # --------------------------------------------------------- KV sequences ---

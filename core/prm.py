@@ -8,11 +8,12 @@ prefix and only their own tokens are evaluated.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
 from .engine import Engine, ScoreRequest
+from .errors import SpecSearchError
 
 
 class RewardModel(Protocol):
@@ -41,45 +42,88 @@ def _first_tokens(engine: Engine, words: Sequence[str]) -> list[int]:
     return out
 
 
+def nested_requests(token_lists: Sequence[list[int]], candidates: Sequence[int]) -> list[ScoreRequest]:
+    """Requests for the next token after each of ``token_lists`` (the inputs of
+    steps 1..n of one path).  When each input is a prefix of the last one (the
+    usual case) that is one request with a position per step; otherwise one
+    request per step, whose shared prefixes the engine still reuses."""
+    last = token_lists[-1]
+    if all(list(last[: len(t)]) == list(t) for t in token_lists):
+        return [ScoreRequest(last, [len(t) - 1 for t in token_lists], candidates)]
+    return [ScoreRequest(t, [len(t) - 1], candidates) for t in token_lists]
+
+
+def one_line(text: str, remove: str = "") -> str:
+    """``text`` on one line with single spaces (and without ``remove``)."""
+    if remove:
+        text = text.replace(remove, " ")
+    return " ".join(text.split())
+
+
 @dataclass
 class StepTagPRM:
-    """Math-Shepherd style: steps joined by a tag; at each tag the model
-    predicts a good ("+") or bad ("-") token."""
+    """Math-Shepherd (peiyi9979/math-shepherd-mistral-7b-prm), as on its model card.
+
+    Input: ``f"{question} {solution}"`` where the solution has one line per step,
+    ``"Step {i}: {step} ки"``, lines joined by "\\n" (BOS as the tokenizer adds it).
+    The score of step i is P(+) / (P(+) + P(-)) from the logits at the last
+    token of its tag (they predict the token after the tag).  The candidates
+    are "+" and "-" tokenized on their own, as the card's
+    ``encode("+ -")[1:]`` does: "▁+" and "▁-" for Mistral's tokenizer.
+
+    The whole input is tokenized at once, as the card does: tokenizing pieces
+    separately would give sentencepiece vocabularies a space token at each
+    piece's start.  Each step is put on one line (the model saw one line per
+    step) and a tag inside the question or a step is removed.
+    """
 
     engine: Engine
-    tag: str = " ки"
-    separator: str = "\n"
+    tag: str = "ки"
     good_token: str = "+"
     bad_token: str = "-"
 
     def __post_init__(self) -> None:
+        self.tag = self.tag.strip()  # the space before it belongs to the format
         self._good = _first_tokens(self.engine, [self.good_token])
         self._bad = [t for t in _first_tokens(self.engine, [self.bad_token]) if t not in self._good]
         if not self._good or not self._bad:
-            raise ValueError("the good and bad tokens must tokenize to different tokens")
+            raise SpecSearchError(
+                f"the step-tag PRM needs {self.good_token!r} and {self.bad_token!r} to be different tokens, "
+                f"but the vocabulary of {self.engine.name} tokenizes them alike"
+            )
+
+    def text(self, question: str, steps: Sequence[str]) -> str:
+        """The model's input for ``steps``, ending with the last step's tag."""
+        lines = [f"Step {i + 1}: {one_line(s, self.tag)}".rstrip() + f" {self.tag}" for i, s in enumerate(steps)]
+        return question.replace(self.tag, "").strip() + " " + "\n".join(lines)
+
+    def _tokens(self, question: str, steps: Sequence[str]) -> list[int]:
+        return self.engine.tokenize(self.text(question, steps))
+
+    def requests(self, question: str, steps: Sequence[str]) -> list[ScoreRequest]:
+        """Requests scoring every step of ``steps`` (one, unless the inputs do not nest)."""
+        token_lists = [self._tokens(question, steps[: i + 1]) for i in range(len(steps))]
+        return nested_requests(token_lists, self._good + self._bad)
 
     def _request(self, question: str, steps: Sequence[str]) -> ScoreRequest:
-        tokens = self.engine.tokenize(question + " ")
-        positions = []
-        for i, step in enumerate(steps):
-            # Step-wise tokenisation keeps the tag token's position exact.
-            tokens += self.engine.tokenize(step + self.tag, add_special=False)
-            positions.append(len(tokens) - 1)
-            if i < len(steps) - 1:
-                tokens += self.engine.tokenize(self.separator, add_special=False)
-        return ScoreRequest(tokens, positions, self._good + self._bad)
+        (request,) = self.requests(question, steps)
+        return request
 
     def score(self, question: str, steps: Sequence[str]) -> list[float]:
         if not steps:
             return []
-        rows = self.engine.score([self._request(question, steps)])[0]
-        return [_two_way(row, self._good, self._bad) for row in rows]
+        rows = self.engine.score(self.requests(question, steps))
+        return [_two_way(row, self._good, self._bad) for block in rows for row in block]
 
     def score_last(self, question: str, paths: Sequence[Sequence[str]]) -> list[float]:
+        if not paths:
+            return []
+        if any(not p for p in paths):
+            raise SpecSearchError("a path to score needs at least one step")
         requests = []
         for path in paths:
-            req = self._request(question, path)
-            requests.append(ScoreRequest(req.tokens, [req.positions[-1]], req.candidates))
+            tokens = self._tokens(question, path)
+            requests.append(ScoreRequest(tokens, [len(tokens) - 1], self._good + self._bad))
         rows = self.engine.score(requests)
         return [_two_way(r[0], self._good, self._bad) for r in rows]
 
@@ -106,7 +150,8 @@ class JudgePRM:
         self._yes = _first_tokens(self.engine, self.yes_words)
         self._no = [t for t in _first_tokens(self.engine, self.no_words) if t not in self._yes]
         if not self._yes or not self._no:
-            raise ValueError("the judge's yes and no words must tokenize to different tokens")
+            raise PRMKindError(f"the judge PRM needs its yes and no words to be different tokens, but the "
+                               f"vocabulary of {self.engine.name} tokenizes them alike")
 
     def _request(self, question: str, steps: Sequence[str]) -> ScoreRequest:
         numbered = "\n".join(f"Step {i + 1}: {' '.join(s.split())}" for i, s in enumerate(steps))
@@ -116,7 +161,10 @@ class JudgePRM:
         return ScoreRequest(tokens, [len(tokens) - 1], self._yes + self._no)
 
     def score(self, question: str, steps: Sequence[str]) -> list[float]:
-        return self.score_last(question, [steps[: i + 1] for i in range(len(steps))])
+        # One prefix at a time: the prompt for step t extends the one for step
+        # t-1 up to its text, so each call reuses the previous call's KV cache
+        # (batched together, only the prefix common to all would be shared).
+        return [self.score_last(question, [steps[: i + 1]])[0] for i in range(len(steps))]
 
     def score_last(self, question: str, paths: Sequence[Sequence[str]]) -> list[float]:
         if not paths:
@@ -125,11 +173,55 @@ class JudgePRM:
         return [_two_way(r[0], self._yes, self._no) for r in rows]
 
 
-PRM_KINDS = {"judge": JudgePRM, "step-tag": StepTagPRM}
+@dataclass(frozen=True)
+class PRMKind:
+    """One way of turning a model into a step scorer."""
+
+    name: str
+    factory: Callable[..., RewardModel]
+    """factory(engine, head=None) -> RewardModel; engine is None for kinds that load no model."""
+    description: str
+    needs_model: bool = True
 
 
-def make_prm(kind: str, engine: Engine) -> RewardModel:
+class PRMKindError(SpecSearchError):
+    """A reward model cannot be built as asked: an unknown kind, a kind without the model it
+    needs, or a model whose vocabulary cannot serve the kind."""
+
+
+PRM_KINDS: dict[str, PRMKind] = {}
+
+
+def register_prm_kind(kind: PRMKind) -> None:
+    PRM_KINDS[kind.name] = kind
+
+
+def prm_kind_names() -> tuple[str, ...]:
+    return tuple(PRM_KINDS)
+
+
+def prm_kind(kind: str) -> PRMKind:
+    """The registered kind called ``kind``; PRMKindError names the choices otherwise."""
     try:
-        return PRM_KINDS[kind](engine)
+        return PRM_KINDS[kind]
     except KeyError:
-        raise ValueError(f"unknown PRM kind {kind!r}; choose from {', '.join(PRM_KINDS)}") from None
+        raise PRMKindError(f"unknown PRM kind {kind!r}; choose from {', '.join(PRM_KINDS)}") from None
+
+
+def make_prm(kind: str, engine: Engine | None, *, head: str | None = None) -> RewardModel:
+    """The reward model of ``kind`` over ``engine``; ``head`` names a head file (kind ``head``)."""
+    entry = prm_kind(kind)
+    if entry.needs_model and engine is None:
+        raise PRMKindError(f"PRM kind {kind!r} needs a reward model file (--prm P.gguf)")
+    return entry.factory(engine, head=head)
+
+
+register_prm_kind(PRMKind("judge", lambda engine, head=None: JudgePRM(engine),
+                          "an instruct model answers yes/no per step; score = P(yes)"))
+register_prm_kind(PRMKind("step-tag", lambda engine, head=None: StepTagPRM(engine),
+                          "Math-Shepherd style PRM: P(+) vs P(-) at a tag after each step"))
+
+# The exact arithmetic check registers kind "arith"; imported last because it uses the names above.
+from . import arithmetic  # noqa: E402,F401
+from . import prm_formats  # noqa: E402,F401  registers kinds chat-prm and genprm
+from . import prm_head  # noqa: E402,F401  registers kind head

@@ -43,6 +43,11 @@ class Threshold:
     def needs_large_first_step(self) -> bool:
         return self.config.threshold_mode == "adaptive"
 
+    @property
+    def bar(self) -> float | None:
+        """What a draft's score must reach: beta plus the configured margin."""
+        return None if self.beta is None else self.beta + self.config.threshold_margin
+
     def observe_large(self, scores: Sequence[float]) -> float | None:
         """Fold in the scores of one step's large-model thoughts; returns the new beta."""
         if self.config.threshold_mode == "fixed" or len(scores) == 0:

@@ -30,6 +30,7 @@ class ThoughtNode:
     finished: bool = False  # ends a solution (end-of-generation or a final answer)
     replaces: int | None = None  # for regenerated thoughts: the rejected draft's id
     seconds: float = 0.0  # generation wall time of the batch that produced it
+    flag: str | None = None  # why a check overrode the PRM ("20 − 12 = 8, not 9"); None: nothing found
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

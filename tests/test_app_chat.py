@@ -10,6 +10,7 @@ from app_fixtures import (  # noqa: F401
 
 from specsearch.app.formatting import node_label
 from specsearch.app.history import HistoryStore
+from specsearch.app.settings import resolve_models
 from specsearch.app.widgets.chat_turn import ChatTurn
 from specsearch.app.widgets.question_input import QuestionInput
 from specsearch.app.widgets.search_panel import SearchPanel
@@ -189,3 +190,48 @@ class TestMissingModels:
             assert "not-a-model.gguf" in error
             exchange = app.history.load(app.history.list()[0].id).exchanges[0]
             assert exchange.status == "error" and "not-a-model.gguf" in exchange.error
+
+
+class TestRewardModelShown:
+    @async_test
+    async def test_stats_panel_and_saved_result_name_the_reward_model(self, app_models):
+        app = make_app(app_models, arith_check=False)
+        expected = {"kind": "judge", "model": app_models["small"].name, "head": None, "arith_check": False}
+        label = f"judge on {app_models['small'].name}, arithmetic check off"
+        async with app.run_test(size=(140, 45)) as pilot:
+            screen = await ask(pilot, QUESTION)
+            await wait_until(pilot, finished(screen))
+            panel = screen.query_one(SearchPanel)
+            assert panel.stats.rows["reward model"] == label
+            table = panel.stats.query_one("#stats-table")
+            shown = "\n".join(table.render_line(y).text for y in range(table.size.height))
+            assert "reward model" in shown and "arithmetic check off" in shown  # on screen, maybe wrapped
+            # the pooled solver was built with the setting
+            assert app.pool.loaded(resolve_models(app.settings), "judge", arith_check=False)
+            [summary] = app.history.list()
+            conv = app.history.load(summary.id)
+            [exchange] = conv.exchanges
+            assert exchange.runs[-1]["config"]["prm"] == expected
+            assert exchange.settings["arith_check"] is False and exchange.settings["prm_head"] is None
+
+            # reopened from history, the panel still names it
+            await pilot.press("ctrl+n")
+            await wait_until(pilot, lambda: panel.stats.live is None)
+            await app.open_conversation(conv)
+            await wait_until(pilot, lambda: panel.stats.rows.get("reward model") == label)
+
+    @async_test
+    async def test_records_without_it_show_no_row(self, app_models):
+        from app_fixtures import synthetic_result
+
+        from specsearch.app.history import Conversation, Exchange
+
+        result = synthetic_result()  # made before searches recorded their reward model
+        conv = Conversation.new()
+        conv.exchanges.append(Exchange(result.question, runs=[result.to_dict()], answer=result.answer, status="done"))
+        app = make_app(app_models)
+        async with app.run_test(size=(140, 45)) as pilot:
+            await app.open_conversation(conv)
+            panel = app.screen.query_one(SearchPanel)
+            await wait_until(pilot, lambda: panel.stats.rows)
+            assert "reward model" not in panel.stats.rows

@@ -115,3 +115,78 @@ class TestStore:
 
         with pytest.raises(ValueError):
             HistoryStore().path("../../etc/passwd")
+
+
+PRM = {"kind": "judge", "model": "small.gguf", "head": None, "arith_check": True}
+FLAG = "20 − 12 = 8, not 9"
+
+
+def flagged_record() -> dict:
+    """A synthetic search record as Solver.solve saves it now: the reward model in its config,
+    one best-path step (#2) and one rejected draft (#3) flagged by the arithmetic check."""
+    result = synthetic_result()
+    result.config["prm"] = PRM
+    result.nodes[2].flag = FLAG
+    result.nodes[3].flag = "2 + 2 = 4, not 5"
+    return result.to_dict()
+
+
+TUTOR_TURNS = [
+    {"kind": "hint", "text": "Subtract 12 from 20."},
+    {"kind": "step", "text": "20 - 12 = 9", "score": None, "ok": False,
+     "verdict": f"✗ {FLAG} — have another look at that calculation.", "arithmetic": [FLAG]},
+    {"kind": "hint", "text": "So 8 + 1 = 10", "ok": False, "verdict": "its arithmetic is off, left out",
+     "arithmetic": ["8 + 1 = 9, not 10"]},
+    {"kind": "step", "text": "20 - 12 = 8", "score": 0.9, "ok": True, "verdict": "✓ That step looks right."},
+]
+
+
+class TestRewardModelAndFlagsInExports:
+    def test_markdown_names_the_reward_model_and_every_flag(self):
+        conv = Conversation.new()
+        conv.exchanges.append(Exchange("q", runs=[flagged_record()], answer="\\frac{7}{2}", status="done"))
+        md = to_markdown(conv)
+        assert "Reward model: judge on small.gguf, arithmetic check on" in md
+        row = next(line for line in md.splitlines() if line.startswith("| 2 | 3 = 6/2"))
+        assert "0.77 ⚠" in row  # flagged step on the answer path
+        assert f"- ⚠ step 2, #2 (small, accepted): {FLAG}" in md
+        assert "- ⚠ step 2, #3 (small, rejected): 2 + 2 = 4, not 5" in md  # off the path, still listed
+
+    def test_markdown_of_records_without_them_is_unchanged(self):
+        conv = Conversation.new()
+        result = synthetic_result()
+        conv.exchanges.append(Exchange(result.question, runs=[result.to_dict()], answer=result.answer, status="done"))
+        md = to_markdown(conv)
+        assert "Reward model" not in md and "⚠" not in md and "Arithmetic check" not in md
+
+    def test_markdown_tutoring_turns_say_which_equation_is_off(self):
+        conv = Conversation.new()
+        conv.exchanges.append(Exchange("What is 20 - 12?", "tutor", tutor=TUTOR_TURNS, status="done"))
+        lines = to_markdown(conv).splitlines()
+        assert f"- **step**: 20 - 12 = 9 — ⚠ ✗ {FLAG} — have another look at that calculation." in lines
+        assert "- **hint**: So 8 + 1 = 10 — ⚠ 8 + 1 = 9, not 10; its arithmetic is off, left out" in lines
+        assert "- **step**: 20 - 12 = 8 — ✓ That step looks right." in lines
+
+
+class TestFlagsInReopenedViews:
+    @async_test
+    async def test_reasoning_view_and_tutoring_view(self, app_models):
+        conv = Conversation.new()
+        conv.exchanges.append(Exchange("What is 1/2 + 3?", runs=[flagged_record()], answer="\\frac{7}{2}",
+                                       status="done"))
+        conv.exchanges.append(Exchange("What is 20 - 12?", "tutor", tutor=TUTOR_TURNS, status="done"))
+        app = make_app(app_models)
+        async with app.run_test(size=(140, 45)) as pilot:
+            await app.open_conversation(conv)
+            await wait_until(pilot, lambda: len(app.screen.query(ChatTurn)) == 2)
+            search_turn, tutor_turn = app.screen.query(ChatTurn)
+            reasoning = str(search_turn.query_one(".reasoning").render())
+            assert f"⚠ {FLAG}" in reasoning and "2 + 2 = 4" not in reasoning  # the answer path only
+            assert app.screen.query_one(SearchPanel).stats.rows["reward model"] == \
+                "judge on small.gguf, arithmetic check on"
+            markdown = tutor_turn.query_one("Markdown")
+            source = markdown.source
+            assert "- ⚠ **your step:** 20 - 12 = 9" in source and FLAG in source
+            assert "- ⚠ **hint left out:** So 8 + 1 = 10" in source and "8 + 1 = 9, not 10" in source
+            assert "💡 **hint:** Subtract 12 from 20." in source
+            assert "- **your step:** 20 - 12 = 8" in source

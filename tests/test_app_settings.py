@@ -112,3 +112,87 @@ class TestSettingsScreen:
             assert json.loads(settings_path().read_text(encoding="utf-8"))["beam_width"] == 3
             await pilot.press("escape")
             await wait_until(pilot, lambda: not isinstance(app.screen, SettingsScreen))
+
+
+class TestPRMKindChoicesInTheApp:
+    def test_command_line_and_validation_follow_the_registry(self):
+        from specsearch.core.prm import prm_kind_names
+
+        parser = build_parser()
+        action = next(a for a in parser._actions if a.dest == "prm_kind")
+        assert tuple(action.choices) == prm_kind_names()
+        for kind in prm_kind_names():
+            Settings(prm_kind=kind).validate()
+        with pytest.raises(ValueError, match="prm_kind: choose from judge"):
+            Settings(prm_kind="magic").validate()
+
+    @async_test
+    async def test_settings_form_offers_every_kind(self):
+        from textual.widgets import Select
+
+        from specsearch.core.prm import prm_kind_names
+
+        app = SpecSearchApp(SettingsStore.load(environ={}), check_models=False)
+        async with app.run_test(size=(140, 45)) as pilot:
+            await pilot.press("f7")
+            await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen))
+            select = app.screen.query_one("#set-prm_kind", Select)
+            assert tuple(value for _, value in select._options if value is not Select.BLANK) == prm_kind_names()
+
+
+class TestHeadAndArithSettings:
+    def test_defaults_env_and_command_line(self):
+        assert (Settings().prm_head, Settings().arith_check) == (None, True)
+        assert env_overrides({"SPECSEARCH_ARITH_CHECK": "off", "SPECSEARCH_HEAD": "/h/x.npz"}) == \
+            {"arith_check": False, "prm_head": "/h/x.npz"}
+        assert env_overrides({"SPECSEARCH_PRM_HEAD": "", "SPECSEARCH_ARITH_CHECK": "1"}) == \
+            {"prm_head": None, "arith_check": True}
+        with pytest.raises(ValueError, match="SPECSEARCH_ARITH_CHECK: arith_check: expected on or off"):
+            env_overrides({"SPECSEARCH_ARITH_CHECK": "maybe"})
+        cli = overrides_from_args(build_parser().parse_args(["--no-arith-check", "--head", "h.npz",
+                                                             "--prm-kind", "head"]))
+        assert cli == {"arith_check": False, "prm_head": "h.npz", "prm_kind": "head"}
+        assert overrides_from_args(build_parser().parse_args(["--arith-check"])) == {"arith_check": True}
+        assert overrides_from_args(build_parser().parse_args([])) == {}
+
+    def test_saved_and_loaded(self):
+        store = SettingsStore.load(environ={})
+        store.save(Settings(prm_kind="head", prm_head="/h/x.npz", arith_check=False))
+        data = json.loads(settings_path().read_text(encoding="utf-8"))
+        assert (data["prm_head"], data["arith_check"]) == ("/h/x.npz", False)
+        assert SettingsStore.load(environ={}).effective.arith_check is False
+
+    @async_test
+    async def test_form_round_trip(self):
+        app = SpecSearchApp(SettingsStore.load(environ={}), check_models=False)
+        async with app.run_test(size=(140, 45)) as pilot:
+            await pilot.press("f7")
+            await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen))
+            assert app.screen.query_one("#set-arith_check").value == "on"
+            app.screen.set_value("prm_kind", "head")
+            app.screen.set_value("prm_head", "/heads/h.npz")
+            app.screen.set_value("arith_check", False)
+            await pilot.press("ctrl+s")
+            await wait_until(pilot, lambda: not isinstance(app.screen, SettingsScreen))
+            assert (app.settings.prm_kind, app.settings.prm_head, app.settings.arith_check) == \
+                ("head", "/heads/h.npz", False)
+            await pilot.press("f7")
+            await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen))
+            assert app.screen.query_one("#set-arith_check").value == "off"
+            assert app.screen.read_form() == app.settings
+
+    def test_solver_pool_reloads_when_they_change(self, tiny):
+        from specsearch.app.search_worker import SolverPool
+
+        pool = SolverPool()  # Solvers load models lazily: nothing is loaded here
+        s = Settings(small=str(tiny["draft"]), large=str(tiny["target"]))
+        models = resolve_models(s, [], {})
+        first = pool.for_settings(models, s)
+        assert (first.prm_kind, first.prm_head, first.arith_check) == ("judge", None, True)
+        assert pool.for_settings(models, s) is first and pool.get(models, "judge") is first
+        off = pool.for_settings(models, Settings(**{**s.to_dict(), "arith_check": False}))
+        assert off is not first and off.arith_check is False
+        assert pool.loaded(models, "judge", arith_check=False) and not pool.loaded(models, "judge")
+        headed = pool.for_settings(models, Settings(**{**s.to_dict(), "prm_kind": "head", "prm_head": "~/h.npz"}))
+        assert headed is not off and headed.prm_head.endswith("/h.npz") and not headed.prm_head.startswith("~")
+        pool.close()

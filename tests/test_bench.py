@@ -304,3 +304,62 @@ class TestFormatTable:
         summary = run_benchmark(PROBLEMS, METHODS, CountingSolver(), tmp_path)
         data = json.loads((tmp_path / "summary.json").read_text())
         assert format_table(data) == format_table(summary)
+
+
+JUDGE = {"kind": "judge", "model": "s.gguf", "head": None, "arith_check": True}
+HEAD = {"kind": "head", "model": "s.gguf", "head": "h.npz", "arith_check": False}
+
+
+class TestRewardModelRecorded:
+    def test_records_summary_csv_and_table_name_it(self, tmp_path: Path) -> None:
+        summary = run_benchmark(PROBLEMS, METHODS, CountingSolver(), tmp_path, prm=JUDGE)
+        assert all(r["prm"] == JUDGE for r in _lines(tmp_path))
+        assert all(summary[m].prm == JUDGE for m in METHODS)
+        data = json.loads((tmp_path / "summary.json").read_text())
+        assert all(data[m]["prm"] == JUDGE for m in METHODS)
+        with open(tmp_path / "results.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        assert {row["prm"] for row in rows} == {"judge on s.gguf, arithmetic check on"}
+        lines = format_table(summary).splitlines()
+        assert lines[0] == "reward model: judge on s.gguf, arithmetic check on"
+        assert lines[1].startswith("method") and len(lines) == 3 + len(METHODS)
+        assert format_table(data) == format_table(summary)
+
+    def test_the_search_record_names_it_when_the_caller_does_not(self, tmp_path: Path) -> None:
+        def solve(problem: Problem, method: str) -> SearchResult:
+            result = make_result(problem, method)
+            result.config["prm"] = HEAD  # as Solver.solve records it
+            return result
+
+        summary = run_benchmark(PROBLEMS[:1], ["ar"], solve, tmp_path)
+        assert _lines(tmp_path)[0]["prm"] == HEAD and summary["ar"].prm == HEAD
+        assert "reward model: head on s.gguf with head h.npz, arithmetic check off" in format_table(summary)
+
+    def test_another_reward_model_runs_the_pairs_again(self, tmp_path: Path) -> None:
+        run_benchmark(PROBLEMS, ["ar", "sps"], CountingSolver(), tmp_path, prm=JUDGE)
+        same = CountingSolver()
+        run_benchmark(PROBLEMS, ["ar", "sps"], same, tmp_path, prm=JUDGE)
+        assert same.calls == []
+        other = CountingSolver()
+        summary = run_benchmark(PROBLEMS, ["ar", "sps"], other, tmp_path, prm=HEAD)
+        assert other.calls == [(p.id, m) for p in PROBLEMS for m in ("ar", "sps")]
+        assert summary["ar"].prm == HEAD and summary["ar"].n == 3
+        assert [r["prm"] for r in _lines(tmp_path)] == [JUDGE] * 6 + [HEAD] * 6
+
+    def test_records_without_a_reward_model(self, tmp_path: Path) -> None:
+        run_benchmark(PROBLEMS[:2], ["ar"], CountingSolver(), tmp_path)  # no prm: the API's old behaviour
+        assert [r["prm"] for r in _lines(tmp_path)] == [None, None]
+        summary = run_benchmark(PROBLEMS[:2], ["ar"], CountingSolver(), tmp_path)
+        assert summary.skipped == 2 and summary["ar"].prm is None
+        assert not format_table(summary).startswith("reward model")
+        # a run that names its PRM does not take unlabelled results for its own
+        again = CountingSolver()
+        run_benchmark(PROBLEMS[:2], ["ar"], again, tmp_path, prm=JUDGE)
+        assert again.calls == [("p0", "ar"), ("p1", "ar")]
+
+    def test_mixed_records_have_no_common_reward_model(self) -> None:
+        from specsearch.core.bench import summarize
+
+        records = [{"id": "a", "method": "ar", "prm": JUDGE}, {"id": "b", "method": "ar", "prm": HEAD}]
+        assert summarize(records)["ar"].prm is None
+        assert summarize(records[:1])["ar"].prm == JUDGE

@@ -10,6 +10,7 @@ vocabulary (for the incompatible-pair error).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from gguf import GGUFWriter, LlamaFileType, TokenType
@@ -78,11 +79,17 @@ def write_tiny_model(
     context_length: int = 2048,
     logit_scale: float = 3.0,
     name: str | None = None,
+    extra_tokens: Sequence[str] = (),
 ) -> Path:
-    """Write a tiny llama GGUF to ``path`` and return the path."""
+    """Write a tiny llama GGUF to ``path`` and return the path.
+
+    ``extra_tokens`` are appended to the vocabulary as special (control)
+    tokens, e.g. a PRM's step tag; without them the file is unchanged."""
     path = Path(path)
     rng = np.random.default_rng(seed)
     tokens, types, merges = tiny_vocab(vocab_variant)
+    tokens += list(extra_tokens)
+    types += [int(TokenType.CONTROL)] * len(extra_tokens)
     n_vocab = len(tokens)
     head_dim = n_embd // n_head
 

@@ -13,15 +13,19 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from specsearch.core.config import METHODS
+from specsearch.core.prm import prm_kind_names
 
 from ..settings import FIELD_NAMES, ROLES, Settings, SettingsStore, field_docs, field_type, registry_entries, settings_path
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "method": METHODS,
-    "prm_kind": ("judge", "step-tag"),
+    "prm_kind": prm_kind_names(),
     "threshold_stat": ("mean", "max", "quantile"),
 }
-TITLES = {"theta": "θ (theta)", "threshold_stat": "Θ (threshold stat)", "fixed_beta": "fixed β"}
+TITLES = {"theta": "θ (theta)", "threshold_stat": "Θ (threshold stat)", "fixed_beta": "fixed β",
+          "prm_head": "PRM head", "arith_check": "arithmetic check"}
+PLACEHOLDERS = {"prm_head": "(the head shipped for the reward model)"}
+SWITCH = (("on", "on"), ("off", "off"))  # a bool field's choices; Settings reads "on"/"off"
 
 
 class SettingsScreen(Screen):
@@ -86,9 +90,11 @@ class SettingsScreen(Screen):
         if name in CHOICES:
             return Select([(c, c) for c in CHOICES[name]], value=value, allow_blank=False, id=wid, classes="control")
         kind = field_type(name)
+        if kind is bool:
+            return Select(SWITCH, value="on" if value else "off", allow_blank=False, id=wid, classes="control")
         input_type = {int: "integer", float: "number"}.get(kind, "text")
         return Input("" if value is None else str(value), type=input_type, id=wid,  # type: ignore[arg-type]
-                     placeholder="(automatic)" if value is None else "", classes="control")
+                     placeholder=PLACEHOLDERS.get(name, "(automatic)") if value is None else "", classes="control")
 
     def read_form(self) -> Settings:
         values: dict[str, Any] = {}
@@ -102,6 +108,8 @@ class SettingsScreen(Screen):
         """Set one control (used by tests and the command palette)."""
         widget = self.query_one(f"#set-{name}")
         if isinstance(widget, Select):
+            if isinstance(value, bool):
+                value = "on" if value else "off"
             widget.value = value if value is not None else ""
         elif isinstance(widget, Input):
             widget.value = "" if value is None else str(value)

@@ -1,6 +1,12 @@
 """Tutoring: the learner works a problem; hints come one step at a time
 (Solver.next_step), the learner's steps are judged by the reward model
-(Solver.judge_step) and answers checked for equivalence (core.answers)."""
+(Solver.judge_step) and answers checked for equivalence (core.answers).
+
+A step with wrong arithmetic is rejected at once, without a model (the
+session says which equation is off).  One model job runs at a time; a step,
+hint or answer asked for meanwhile waits in a queue (shown in the status line)
+and runs when the job is done -- nothing typed is dropped.
+"""
 
 from __future__ import annotations
 
@@ -63,6 +69,8 @@ class TutorScreen(Screen):
         self.cancel_token: CancelToken | None = None
         self._pending_answer: str | None = None
         self._rng = random.Random()
+        self.activity = ""  # what the running job does ("checking your step…")
+        self.queue: list[tuple[str, str]] = []  # (kind, text) asked for while busy: step, hint, answer
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -90,6 +98,15 @@ class TutorScreen(Screen):
         log.scroll_end(animate=False)
 
     def busy(self, text: str) -> None:
+        self.activity = text
+        self._show_status()
+
+    def _show_status(self) -> None:
+        text = self.activity
+        if self.queue:
+            waiting = ", ".join({"step": "your step", "hint": "a hint", "answer": "your answer"}[k]
+                                for k, _ in self.queue)
+            text += f" · next: {waiting}"
         self.query_one("#tutor-status", Static).update(Text(text))
 
     @property
@@ -121,6 +138,48 @@ class TutorScreen(Screen):
         self.cancel_token = None
         self.busy("")
         self._save()
+        self._run_queue()
+
+    # ------------------------------------------------------------- queue ---
+    def _enqueue(self, kind: str, text: str = "") -> None:
+        """Keep what the learner asked for while a job runs; say so (a toast and the status line)."""
+        if kind == "hint" and ("hint", "") in self.queue:
+            self.notify("A hint is already on its way.")
+            return
+        self.queue.append((kind, text))
+        doing = self.activity.rstrip("…") or "this"
+        what = {"step": "check that step", "hint": "give you a hint", "answer": "check that answer"}[kind]
+        self.notify(f"Got it — I'll {what} as soon as I've finished {doing}.", title="One moment")
+        self._show_status()
+
+    def _run_queue(self) -> None:
+        """Start what was asked for while busy, in order, until one of them needs a model job."""
+        while self.queue and not self.waiting and self.session is not None:
+            kind, text = self.queue.pop(0)
+            if kind == "step":
+                self.check_step(text)
+            elif kind == "hint":
+                self.action_hint()
+            else:
+                self._check_answer_text(text)
+        self._show_status()
+
+    def _drop_queue(self, why: str) -> None:
+        if self.queue:
+            n = len(self.queue)
+            self.queue.clear()
+            self.say(f"{why}: dropped {n} waiting request{'s' if n > 1 else ''}.", "bad")
+            self._show_status()
+
+    def _abandon_job(self) -> None:
+        """Stop waiting for the running job (its late result is ignored)."""
+        if self.cancel_token is not None:
+            self.cancel_token.cancel()
+            self.run_id = None
+            self.app.forget_run(self.cancel_token)
+            self.cancel_token = None
+            self._pending_answer = None
+            self.busy("")
 
     def _save(self) -> None:
         if self.exchange is not None and self.session is not None and self.conversation is not None:
@@ -129,6 +188,8 @@ class TutorScreen(Screen):
 
     # ----------------------------------------------------------- problem ---
     async def set_problem(self, question: str, reference: str | None = None, source: str = "your question") -> None:
+        self._drop_queue("New problem")
+        self._abandon_job()
         self.session = TutorSession(question, reference, source=source)
         self.conversation = Conversation.new()
         self.exchange = Exchange(question, "tutor", self.app.settings.to_dict(), status="done")
@@ -156,6 +217,8 @@ class TutorScreen(Screen):
         await self.set_problem(question, answer, source)
 
     async def action_new_problem(self) -> None:
+        self._drop_queue("New problem")
+        self._abandon_job()
         self.session, self.exchange, self.conversation = None, None, None
         await self.query_one("#tutor-problem", Markdown).update(INTRO)
         await self.query_one("#tutor-log", VerticalScroll).remove_children()
@@ -163,9 +226,9 @@ class TutorScreen(Screen):
 
     def action_cancel(self) -> None:
         if self.cancel_token is not None:
-            self.cancel_token.cancel()
-            self.run_id = None  # ignore whatever comes back
-            self._job_done()
+            self._drop_queue("Stopped")
+            self._abandon_job()  # whatever comes back is ignored
+            self._save()
             self.say("Stopped waiting.", "bad")
 
     # -------------------------------------------------------------- hint ---
@@ -174,7 +237,7 @@ class TutorScreen(Screen):
             self.notify("Type a question first (or Ctrl+O for a practice problem).")
             return
         if self.waiting:
-            self.notify("One moment — still thinking.")
+            self._enqueue("hint")
             return
         models = self._models()
         if models is None:
@@ -186,7 +249,7 @@ class TutorScreen(Screen):
     @work(thread=True, exclusive=True, group="tutor")
     def hint_worker(self, models: ResolvedModels, settings: Settings, question: str, steps: list[str], run_id: int) -> None:
         try:
-            solver = self.app.pool.get(models, settings.prm_kind)
+            solver = self.app.pool.for_settings(models, settings)
             text = solver.next_step(question, steps, settings.search_config())
         except Exception as exc:  # shown to the learner, the screen keeps working
             self.post_message(TutorFailed(run_id, describe_error(exc)))
@@ -197,8 +260,11 @@ class TutorScreen(Screen):
     def _hint(self, message: HintReady) -> None:
         if message.run_id != self.run_id or self.session is None:
             return
-        text = self.session.add_hint(message.text)
-        self.say(f"💡 Hint (step {len(self.session.steps)}): {readable(text)}" if message.text.strip() else text, "hint")
+        verdict = self.session.add_hint(message.text)
+        if verdict.ok:
+            self.say(f"💡 Hint (step {len(self.session.steps)}): {readable(verdict.message)}", "hint")
+        else:
+            self.say(verdict.message, "hint" if verdict.ok is None else "bad")
         self._job_done()
 
     # -------------------------------------------------------------- step ---
@@ -206,12 +272,17 @@ class TutorScreen(Screen):
         if self.session is None:
             return
         if self.waiting:
-            self.notify("One moment — still thinking.")
+            self._enqueue("step", step)
+            return
+        self.say(f"You: {step}", "learner")
+        wrong = self.session.check_arithmetic(step)
+        if wrong is not None:  # no model needed to see that 20 - 12 is not 9
+            self.say(wrong.message, "bad")
+            self._save()
             return
         models = self._models(judge_only=True)
         if models is None:
             return
-        self.say(f"You: {step}", "learner")
         run_id, _ = self._start_job()
         self.busy("checking your step…")
         self.judge_worker(models, self.app.settings, self.session.question, list(self.session.steps), step, run_id)
@@ -220,7 +291,7 @@ class TutorScreen(Screen):
     def judge_worker(self, models: ResolvedModels, settings: Settings, question: str, steps: list[str], step: str,
                      run_id: int) -> None:
         try:
-            score = self.app.pool.get(models, settings.prm_kind).judge_step(question, steps + [step])
+            score = self.app.pool.for_settings(models, settings).judge_step(question, steps + [step])
         except Exception as exc:  # shown to the learner
             self.post_message(TutorFailed(run_id, describe_error(exc)))
             return
@@ -244,10 +315,14 @@ class TutorScreen(Screen):
         if not text:
             self.notify("Type your answer in the box first, then press Ctrl+R.")
             return
-        if self.waiting:
-            self.notify("One moment — still thinking.")
-            return
         box.clear()
+        if self.waiting:
+            self._enqueue("answer", text)
+            return
+        self._check_answer_text(text)
+
+    def _check_answer_text(self, text: str) -> None:
+        assert self.session is not None
         self.say(f"Your answer: {text}", "learner")
         if self.session.reference is not None:
             self._show_answer_verdict(text)
@@ -264,7 +339,7 @@ class TutorScreen(Screen):
     def reference_worker(self, models: ResolvedModels, settings: Settings, question: str, run_id: int,
                          cancel: CancelToken) -> None:
         try:
-            result = self.app.pool.get(models, settings.prm_kind).solve(question, settings.search_config(), cancel=cancel)
+            result = self.app.pool.for_settings(models, settings).solve(question, settings.search_config(), cancel=cancel)
         except Exception as exc:  # shown to the learner
             self.post_message(TutorFailed(run_id, describe_error(exc)))
             return

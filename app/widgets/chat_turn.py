@@ -16,7 +16,7 @@ from textual.widgets.markdown import MarkdownStream
 
 from specsearch.core.tree import SearchResult
 
-from ..formatting import BEST, fmt_rate, fmt_secs, node_label
+from ..formatting import BEST, FLAGGED, fmt_rate, fmt_secs, node_label
 from ..live import LiveSearch
 from ..mathtext import convert_math, readable
 
@@ -32,6 +32,8 @@ def reasoning_text(live: LiveSearch) -> Text:
     for node in path:
         out.append(f"step {node.depth}: ", style="bold")
         out.append(node_label(node, on_best_path=True, width=200) + "\n")
+        if node.flag:  # the arithmetic check overrode the reward model here
+            out.append(f"        {FLAGGED} {node.flag}\n", style="bold red")
     s = live.stats
     out.append(f"\n{len(live.nodes)} thoughts in {len(live.steps)} steps; "
                f"{s.thoughts_accepted} drafts accepted, {s.thoughts_rejected} rejected, "
@@ -129,14 +131,22 @@ class ChatTurn(Vertical):
             self.query_one(Collapsible).title = f"reasoning ({steps} steps, {len(live.nodes)} thoughts)"
 
     async def show_tutoring(self, turns: list[dict]) -> None:
-        """A reopened tutoring session: hints, the learner's steps and the verdicts."""
+        """A reopened tutoring session: hints, the learner's steps and the verdicts; a step or
+        hint the arithmetic check rejected is marked and says which equation is off."""
         lines = []
         for t in turns:
             kind, text = t.get("kind", ""), readable(t.get("text", "") or "")
-            if kind == "hint":
-                lines.append(f"- 💡 **hint:** {text}" if text else f"- 💡 {t.get('verdict', '')}")
+            verdict = t.get("verdict", "") or ""
+            wrong = "; ".join(t.get("arithmetic") or [])
+            if wrong and wrong not in verdict:
+                verdict = f"{wrong}. {verdict}".strip()
+            mark = f"{FLAGGED} " if wrong else ""
+            if kind == "hint" and t.get("ok") is False:  # a hint left out of the working
+                lines.append(f"- {mark}**hint left out:** {text}  \n  {verdict}")
+            elif kind == "hint":
+                lines.append(f"- 💡 **hint:** {text}" if text else f"- 💡 {verdict}")
             else:
-                lines.append(f"- **your {kind}:** {text}  \n  {t.get('verdict', '')}")
+                lines.append(f"- {mark}**your {kind}:** {text}  \n  {verdict}")
         await self.query_one(Markdown).update("\n".join(lines) or "*(no tutoring yet)*")
         self.set_status(f"tutoring · {len(turns)} turns")
 

@@ -8,7 +8,7 @@ from textual.widgets.tree import TreeNode
 
 from specsearch.core.tree import ThoughtNode
 
-from ..formatting import node_label, one_line
+from ..formatting import FLAGGED, node_label, one_line
 from ..live import LiveSearch
 from ..mathtext import readable
 
@@ -31,6 +31,8 @@ def styled_label(node: ThoughtNode, on_best_path: bool) -> Text:
         style += " underline"
     if style.strip():
         text.stylize(style.strip())
+    if node.flag:  # the wrong-arithmetic marker stands out whatever the fate colour
+        text.highlight_words([FLAGGED], "bold red")
     return text
 
 

@@ -8,6 +8,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Label, Sparkline, Static
 
+from specsearch.core.prm_info import prm_label, prm_of
+
 from ..formatting import stats_rows
 from ..live import LiveSearch
 
@@ -58,6 +60,9 @@ class StatsPanel(Vertical):
         table.add_column(style="bold", no_wrap=True)
         table.add_column()
         self.rows = dict(stats_rows(live.method, live.stats, live.elapsed, self.baseline_seconds))
+        prm = prm_of(live.config)  # recorded by the search (absent in records older than it)
+        if prm is not None:
+            self.rows["reward model"] = prm_label(prm)
         for label, value in self.rows.items():
             table.add_row(label, Text(value))
         table_widget.update(table)

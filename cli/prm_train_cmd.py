@@ -1,0 +1,77 @@
+"""``specsearch prm train``: fit a learned PRM head on a GGUF backbone's hidden states."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from specsearch.core.engine import Engine, LoadOptions
+from specsearch.core.errors import SpecSearchError
+from specsearch.core.prm_head import FEATURES
+from specsearch.core.prm_train import FitConfig, extract_features, train_head
+from specsearch.core.processbench import load_process_set
+
+from .common import print_json
+
+
+def register_train(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "train",
+        help="train a learned PRM head (--prm-kind head) on ProcessBench-format data",
+        description="Reads the backbone's hidden state at the end of every step of the given solutions "
+        "(the prompt a drafter sees in a search), fits a logistic-regression or MLP head in numpy with "
+        "a held-out split and early stopping, calibrates it on the held-out items, and writes a head "
+        "file recording the backbone's SHA-256. Prints held-out AUROC and F1.",
+    )
+    p.add_argument("--backbone", required=True, metavar="FILE.gguf", help="the model whose hidden states the head reads")
+    p.add_argument("--data", required=True, action="append", metavar="FILE.json|gsm8k|processbench:SPLIT",
+                   help="ProcessBench-format items (repeat for several files)")
+    p.add_argument("--out", required=True, type=Path, metavar="HEAD.npz", help="where to write the head")
+    p.add_argument("--model", choices=("logistic", "mlp"), default="logistic", help="head model (default logistic)")
+    p.add_argument("--features", default="hidden,logprob_mean,logprob_min,log_tokens",
+                   help=f"comma-separated, from {', '.join(FEATURES)} (default: all)")
+    p.add_argument("--l2", type=float, default=FitConfig.l2, help=f"L2 penalty (default {FitConfig.l2})")
+    p.add_argument("--hidden", type=int, default=FitConfig.hidden, help="MLP hidden units")
+    p.add_argument("--held-out", type=float, default=0.2, help="fraction of items held out (default 0.2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads (default: all cores)")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.set_defaults(func=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    features = [f.strip() for f in args.features.split(",") if f.strip()]
+    unknown = [f for f in features if f not in FEATURES]
+    if unknown or not features:
+        raise SpecSearchError(f"unknown features {unknown}; choose from {', '.join(FEATURES)}")
+    if not 0.0 < args.held_out < 1.0:
+        raise SpecSearchError("--held-out must lie strictly between 0 and 1")
+    items = [it for spec in args.data for it in load_process_set(spec).items]
+    if len(items) < 4 or len({it.label >= 0 for it in items}) < 2:
+        raise SpecSearchError("training needs at least 4 items, some with an error and some without")
+    engine = Engine(args.backbone, LoadOptions(n_threads=args.threads))
+    with engine, tqdm(total=len(items), desc="features", unit="item", file=sys.stderr, dynamic_ncols=True) as bar:
+        feats = extract_features(engine, items, features, on_progress=lambda done, total: bar.update(done - bar.n))
+        config = FitConfig(model=args.model, hidden=args.hidden, l2=args.l2, seed=args.seed)
+        meta = {"trained_on": [str(d) for d in args.data], "model": args.model, "l2": args.l2}
+        report = train_head(engine, feats, items, features, config, held_out=args.held_out, meta=meta)
+    report.head.meta.update({"val_auroc": report.val_auroc, "val_f1_oracle": report.val_f1})
+    report.head.save(args.out)
+    summary = {
+        "out": str(args.out), "backbone": Path(args.backbone).name, "items": len(items),
+        "train_steps": report.train_steps, "val_steps": report.val_steps, "val_auroc": report.val_auroc,
+        "val_f1_oracle": report.val_f1, "val_threshold": report.val_threshold, "features": features,
+        "model": args.model,
+    }
+    if args.json:
+        print_json(summary)
+    else:
+        auroc = f"{report.val_auroc:.3f}" if report.val_auroc is not None else "n/a"
+        f1 = f"{100 * report.val_f1:.1f}" if report.val_f1 is not None else "n/a"
+        print(f"wrote {args.out}: {args.model} head on {Path(args.backbone).name}, {len(items)} items "
+              f"({report.train_steps} training / {report.val_steps} held-out steps)")
+        print(f"held out: AUROC {auroc}, F1 {f1} (threshold chosen on the held-out items themselves)")
+    return 0
