@@ -793,14 +793,22 @@ class ArithmeticGuard:
         """Why ``step`` was marked wrong ('20 − 12 = 8, not 9'), or None."""
         return explain_step(step)
 
+    @property
+    def wants_logprobs(self) -> bool:
+        return bool(getattr(self.inner, "wants_logprobs", False))
+
+    @property
+    def backbone(self) -> object:
+        return getattr(self.inner, "backbone", None)
+
     def reads_tokens_of(self, engine: object, system_prompt: str, delimiter: str) -> bool:
         """Whether the inner model scores a search's token paths directly (learned heads)."""
         reads = getattr(self.inner, "reads_tokens_of", None)
         return bool(reads is not None and reads(engine, system_prompt, delimiter))
 
     def score_tokens(self, paths: Sequence[Sequence[int]], step_starts: Sequence[int],
-                     texts: Sequence[str]) -> list[float]:
-        scores = self.inner.score_tokens(paths, step_starts, texts)
+                     texts: Sequence[str], logprobs: Sequence[Sequence[float] | None] | None = None) -> list[float]:
+        scores = self.inner.score_tokens(paths, step_starts, texts, logprobs)
         return [min(s, FLAGGED_SCORE) if explain_step(t) else s for s, t in zip(scores, texts)]
 
 

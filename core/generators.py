@@ -55,15 +55,17 @@ def _sampling(state: SearchState) -> SamplingParams:
     return SamplingParams(c.temperature, c.top_k, c.top_p, c.min_p)
 
 
-def _run(state: SearchState, runner: Runner, jobs: list[tuple[Beam, int]], depth: int) -> GenerateOutput:
-    """Generate one thought per (beam, slot) job, all in one batch."""
+def _run(state: SearchState, runner: Runner, jobs: list[tuple[Beam, int]], depth: int,
+         logprobs: bool = False) -> GenerateOutput:
+    """Generate one thought per (beam, slot) job, all in one batch (``logprobs``:
+    keep each token's log-prob, for a reward model that reads the drafter's)."""
     return runner(
         [b.tokens for b, _ in jobs], 1,
         max_tokens=state.config.max_step_tokens,
         sampling=_sampling(state),
         seeds=[state.seed(depth, slot) for _, slot in jobs],
         stop=[state.config.delimiter],
-        logprobs=False,
+        logprobs=logprobs,
         should_stop=lambda: state.cancelled,
     )
 
@@ -75,7 +77,7 @@ def _candidates(state: SearchState, jobs, out: GenerateOutput, depth: int, sourc
     for i, ((beam, _), gen) in enumerate(zip(jobs, out.generations)):
         node = state.new_node(beam, depth, gen.text.strip(), len(gen.tokens), source, fate, per,
                               replaces[i] if replaces else None)
-        cands.append(Candidate(node, beam, gen.tokens, gen.finish_reason))
+        cands.append(Candidate(node, beam, gen.tokens, gen.finish_reason, gen.logprobs or None))
     return cands
 
 
@@ -88,9 +90,12 @@ def _score(state: SearchState, prm: RewardModel, cands: list[Candidate], writer:
         if writer is not None and reads_tokens is not None and reads_tokens(
             writer, state.config.system_prompt, state.config.delimiter
         ):
-            # A learned head on the drafter: the search's own tokens, served from its KV cache.
+            # A learned head on the drafter: the search's own tokens, served from its
+            # KV cache, with the log-probs the drafter computed when it is the backbone.
+            own = getattr(prm, "backbone", None) is writer
             scores = prm.score_tokens([c.beam.tokens + c.tokens for c in cands],
-                                      [len(c.beam.tokens) for c in cands], [c.node.text for c in cands])
+                                      [len(c.beam.tokens) for c in cands], [c.node.text for c in cands],
+                                      [c.logprobs for c in cands] if own else None)
         else:
             scores = prm.score_last(state.question, [c.beam.steps + [c.node.text] for c in cands])
     # A reward model with a check on top (core.arithmetic) says why it marked a step wrong.
@@ -99,6 +104,11 @@ def _score(state: SearchState, prm: RewardModel, cands: list[Candidate], writer:
         c.node.score = s
         c.node.flag = explain(c.node.text) if explain is not None else None
         state.emit(ThoughtScored(c.node.id, s, c.node.flag))
+
+
+def _reads_drafter_logprobs(prm: RewardModel | None, drafter: Engine) -> bool:
+    """Whether the reward model is a head on ``drafter`` that uses its log-probs."""
+    return getattr(prm, "backbone", None) is drafter and bool(getattr(prm, "wants_logprobs", False))
 
 
 def _all_jobs(state: SearchState, beams: list[Beam]) -> list[tuple[Beam, int]]:
@@ -123,7 +133,7 @@ class _WholeStep:
     def expand(self, state: SearchState, beams: list[Beam], depth: int) -> list[Candidate]:
         jobs = _all_jobs(state, beams)
         with state.phase("generate"):
-            out = _run(state, self.runner(), jobs, depth)
+            out = _run(state, self.runner(), jobs, depth, logprobs=_reads_drafter_logprobs(self.models.prm, self.writer()))
         state.count_generation(self.source, out)
         cands = _candidates(state, jobs, out, depth, self.source, "generated")
         for c in cands:
@@ -181,7 +191,8 @@ class SpecSearch:
 
         beta = self.threshold.bar
         with state.phase("draft"):
-            out = _run(state, self.models.small.generate, jobs, depth)
+            out = _run(state, self.models.small.generate, jobs, depth, logprobs=_reads_drafter_logprobs(
+                self.models.prm, self.models.small))
         state.count_generation("small", out)
         drafts = _candidates(state, jobs, out, depth, "small", "pending")
         state.stats.thoughts_drafted += len(drafts)

@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -35,9 +36,15 @@ from .prm import PRMKind, register_prm_kind
 
 HEAD_FORMAT = "specsearch-prm-head"
 HEAD_VERSION = 1
-FEATURES = ("hidden", "logprob_mean", "logprob_min", "log_tokens")
-"""hidden: the hidden state at the step's last token; logprob_mean/min: of the
-step's own tokens (delimiter excluded) under the backbone; log_tokens: log(1 + step length)."""
+LOGPROB_FEATURES = ("logprob_mean", "logprob_min", "logprob_p10", "low_fraction",
+                    "digit_logprob_min", "digit_logprob_mean")
+FEATURES = ("hidden", *LOGPROB_FEATURES, "log_tokens", "arith_flag")
+"""hidden: the hidden state at the step's last token.  The log-prob features are
+statistics of the backbone's log-probabilities of the step's own tokens
+(delimiter excluded): mean, minimum, 10th percentile, the fraction below
+log(0.1), and the minimum and mean over tokens that contain a digit (a number
+the model did not expect is a common sign of a slip).  log_tokens: log of the
+step's length; arith_flag: 1 when the exact arithmetic check finds a wrong equation."""
 OUTPUTS = ("sigmoid", "softmax2")
 """sigmoid: one logit, P(correct) = sigmoid(z); softmax2: two logits, P(correct) = softmax(z)[1]."""
 
@@ -277,28 +284,64 @@ def find_head(backbone_sha256: str) -> Path | None:
 
 
 # ----------------------------------------------------------------- PRM ---
-def _feature_row(names: Sequence[str], hidden: np.ndarray, step_logprobs: np.ndarray | None, n_tokens: int) -> np.ndarray:
+_DIGIT = re.compile(r"\d")
+_LOW = np.log(0.1)  # a token the model gave less than 10 %
+
+
+@dataclass
+class StepEvidence:
+    """What a head's features are computed from, for one step."""
+
+    hidden: np.ndarray | None  # hidden state at the step's last token
+    logprobs: np.ndarray | None  # log-probs of the step's tokens, its last (delimiter) token excluded
+    tokens: Sequence[int]  # the same tokens
+    text: str  # the step's text (for the arithmetic flag)
+
+
+def _feature_row(names: Sequence[str], ev: StepEvidence, engine: Engine) -> np.ndarray:
     """One step's feature vector, in the head's feature order."""
+    lp = ev.logprobs if ev.logprobs is not None and len(ev.logprobs) else np.zeros(1)
+    digits = None
+    if any(n.startswith("digit_") for n in names):
+        pieces = [engine.vocab.piece(t) for t in ev.tokens]
+        digits = np.array([v for v, piece in zip(lp, pieces) if _DIGIT.search(piece.decode("utf-8", "replace"))])
     parts: list[np.ndarray] = []
     for name in names:
         if name == "hidden":
-            parts.append(hidden.astype(np.float64))
-        elif name == "logprob_mean":
-            parts.append(np.array([step_logprobs.mean()]))
+            parts.append(ev.hidden.astype(np.float64))
+            continue
+        if name == "logprob_mean":
+            value = lp.mean()
         elif name == "logprob_min":
-            parts.append(np.array([step_logprobs.min()]))
+            value = lp.min()
+        elif name == "logprob_p10":
+            value = np.percentile(lp, 10)
+        elif name == "low_fraction":
+            value = (lp < _LOW).mean()
         elif name == "log_tokens":
-            parts.append(np.array([np.log1p(n_tokens)]))
+            value = np.log1p(len(ev.tokens) + 1)
+        elif name == "digit_logprob_min":
+            value = digits.min() if digits.size else 0.0
+        elif name == "digit_logprob_mean":
+            value = digits.mean() if digits.size else 0.0
+        elif name == "arith_flag":
+            from .arithmetic import explain_step
+
+            value = 1.0 if explain_step(ev.text) else 0.0
+        else:
+            raise HeadError(f"unknown feature {name!r}")
+        parts.append(np.array([float(value)]))
     return np.concatenate(parts)
 
 
 def _wants_logprobs(names: Sequence[str]) -> bool:
-    return any(f in ("logprob_mean", "logprob_min") for f in names)
+    return any(f in LOGPROB_FEATURES for f in names)
 
 
 def step_features(engine: Engine, head_features: Sequence[str], layouts: Sequence[StepLayout],
-                  last_only: bool) -> list[np.ndarray]:
-    """Feature rows [steps, n_features] per layout (only its last step when ``last_only``)."""
+                  texts: Sequence[Sequence[str]], last_only: bool) -> list[np.ndarray]:
+    """Feature rows [steps, n_features] per layout (only its last step when
+    ``last_only``); ``texts`` are each layout's step texts."""
     want_lp = _wants_logprobs(head_features)
     requests = []
     for lay in layouts:
@@ -307,16 +350,17 @@ def step_features(engine: Engine, head_features: Sequence[str], layouts: Sequenc
         requests.append(HiddenRequest(lay.tokens[: ends[-1] + 1], ends, logprob_from=first if want_lp else None))
     results = engine.hidden_states(requests)
     rows = []
-    for lay, req, res in zip(layouts, requests, results):
+    for lay, steps, req, res in zip(layouts, texts, requests, results):
         per_step = []
         indices = range(len(lay.ends) - 1, len(lay.ends)) if last_only else range(len(lay.ends))
         for j, k in enumerate(indices):
+            body = lay.tokens[lay.starts[k] : lay.ends[k]] or lay.tokens[lay.ends[k] : lay.ends[k] + 1]
             lp = None
             if want_lp:
-                # the step's own tokens, not its last (delimiter) token
-                a, b = lay.starts[k] - req.logprob_from, lay.ends[k] - req.logprob_from
-                lp = res.token_logprobs[a : max(a + 1, b)]
-            per_step.append(_feature_row(head_features, res.hidden[j], lp, lay.ends[k] - lay.starts[k] + 1))
+                a = lay.starts[k] - req.logprob_from
+                lp = res.token_logprobs[a : a + len(body)]
+            ev = StepEvidence(res.hidden[j], lp, body, steps[k])
+            per_step.append(_feature_row(head_features, ev, engine))
         rows.append(np.stack(per_step))
     return rows
 
@@ -343,15 +387,26 @@ class HeadPRM:
     def score(self, question: str, steps: Sequence[str]) -> list[float]:
         if not steps:
             return []
-        x = step_features(self.engine, self.head.features, [self.layout(question, steps)], last_only=False)[0]
+        lay = self.layout(question, steps)
+        x = step_features(self.engine, self.head.features, [lay], [steps], last_only=False)[0]
         return [float(p) for p in self.head.predict(x)]
 
     def score_last(self, question: str, paths: Sequence[Sequence[str]]) -> list[float]:
         if not paths:
             return []
         layouts = [self.layout(question, p) for p in paths]
-        x = np.concatenate(step_features(self.engine, self.head.features, layouts, last_only=True))
+        x = np.concatenate(step_features(self.engine, self.head.features, layouts, paths, last_only=True))
         return [float(p) for p in self.head.predict(x)]
+
+    @property
+    def backbone(self) -> Engine:
+        return self.engine
+
+    @property
+    def wants_logprobs(self) -> bool:
+        """Whether the features use the backbone's log-probs of the step's tokens
+        (a drafter that is the backbone can hand over those it computed anyway)."""
+        return _wants_logprobs(self.head.features)
 
     # -------------------------------------------- scoring a search's tokens ---
     def reads_tokens_of(self, engine: Engine, system_prompt: str, delimiter: str) -> bool:
@@ -367,25 +422,38 @@ class HeadPRM:
         )
 
     def score_tokens(self, paths: Sequence[Sequence[int]], step_starts: Sequence[int],
-                     texts: Sequence[str] = ()) -> list[float]:
+                     texts: Sequence[str] = (), logprobs: Sequence[Sequence[float] | None] | None = None) -> list[float]:
         """The score of the last step of each token path (prompt + earlier steps +
-        this step, delimiter included), the step starting at ``step_starts[i]``
-        (``texts``, the steps' texts, are for reward models with text checks on top).
+        this step, delimiter included), the step starting at ``step_starts[i]``;
+        ``texts`` are the steps' texts.  ``logprobs[i]``, when given, are the
+        backbone's log-probs of the step's tokens as computed while drafting it.
 
         When the backbone drafted the step, its KV cache holds all but the
-        step's last token, so a head reading only hidden states costs one
-        batched decode of one token per path.
+        step's last token, so reading the hidden state costs one batched decode
+        of one token per path, and the log-probs cost nothing.
         """
         if not paths:
             return []
-        want_lp = _wants_logprobs(self.head.features)
-        requests = [HiddenRequest(list(p), [len(p) - 1], logprob_from=s if want_lp else None)
-                    for p, s in zip(paths, step_starts)]
-        results = self.engine.hidden_states(requests)
+        texts = list(texts) or [""] * len(paths)
+        given = list(logprobs) if logprobs is not None else [None] * len(paths)
+        want_lp, want_hidden = self.wants_logprobs, "hidden" in self.head.features
+        recompute = [want_lp and g is None for g in given]
+        results = [None] * len(paths)
+        todo = [i for i in range(len(paths)) if want_hidden or recompute[i]]
+        if todo:
+            reqs = [HiddenRequest(list(paths[i]), [len(paths[i]) - 1],
+                                  logprob_from=step_starts[i] if recompute[i] else None) for i in todo]
+            for i, res in zip(todo, self.engine.hidden_states(reqs)):
+                results[i] = res
         rows = []
-        for p, s, res in zip(paths, step_starts, results):
-            lp = res.token_logprobs[: max(1, len(p) - 1 - s)] if want_lp else None
-            rows.append(_feature_row(self.head.features, res.hidden[0], lp, len(p) - s))
+        for i, (p, s) in enumerate(zip(paths, step_starts)):
+            body = list(p[s:-1]) or list(p[-1:])
+            lp = None
+            if want_lp:
+                source = results[i].token_logprobs if recompute[i] else np.asarray(given[i], dtype=np.float64)
+                lp = np.asarray(source[: len(body)], dtype=np.float64)
+            hidden = results[i].hidden[0] if want_hidden else None
+            rows.append(_feature_row(self.head.features, StepEvidence(hidden, lp, body, texts[i]), self.engine))
         return [float(v) for v in self.head.predict(np.stack(rows))]
 
 

@@ -41,7 +41,7 @@ def extract_features(
     for n, it in enumerate(items):
         steps = list(it.judged_steps)
         lay = layout(engine, it.problem, steps, meta or {})
-        rows = step_features(engine, features, [lay], last_only=False)[0]
+        rows = step_features(engine, features, [lay], [steps], last_only=False)[0]
         xs.append(rows)
         ys += [0 if k == it.label else 1 for k in range(len(steps))]
         its += [n] * len(steps)

@@ -32,6 +32,7 @@ class Candidate:
     beam: Beam
     tokens: list[int]  # the thought's generated tokens
     finish_reason: str
+    logprobs: list[float] | None = None  # the writer's log-probs of ``tokens``, when kept
 
 
 class SearchState:

@@ -225,3 +225,21 @@ class TestScoringTheSearchsTokens:
             scored = [n for n in result.nodes if n.score is not None]
             assert scored and all(0.0 <= n.score <= 1.0 for n in scored)
             assert any(n.source == "small" for n in scored)
+
+    def test_drafters_logprobs_replace_a_second_pass(self, engine):
+        from specsearch.core.sampling import SamplingParams
+
+        head = random_head(engine, ("logprob_mean", "logprob_min", "digit_logprob_min", "log_tokens", "arith_flag"))
+        prm = HeadPRM(engine, head)
+        prompt = prm.layout(QUESTION, STEPS[:1]).tokens
+        out = engine.generate([prompt], 3, max_tokens=12, sampling=SamplingParams(0.9, 40, 0.95, 0.0),
+                              stop=["\n\n"], logprobs=True)
+        paths = [prompt + g.tokens for g in out.generations]
+        starts = [len(prompt)] * len(paths)
+        texts = [g.text for g in out.generations]
+        before = engine.decoded_tokens
+        free = prm.score_tokens(paths, starts, texts, [g.logprobs for g in out.generations])
+        assert engine.decoded_tokens == before  # no model work at all for a head without hidden states
+        engine.reset_cache()
+        recomputed = prm.score_tokens(paths, starts, texts)
+        np.testing.assert_allclose(free, recomputed, atol=1e-4)
