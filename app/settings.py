@@ -23,7 +23,7 @@ from typing import Any
 
 from specsearch.core.atomic import atomic_write_json
 from specsearch.core.config import METHODS, SearchConfig, threshold_fields
-from specsearch.core.prm import prm_kind_names
+from specsearch.core.prm import DEFAULT_PRM_KIND, prm_kind_names
 from specsearch.models import ROLES, ModelEntry
 from specsearch.models.resolve import LoadOverrides, ResolvedModels, registry_entries  # noqa: F401 (re-exported for screens)
 from specsearch.models.resolve import resolve_models as _resolve
@@ -39,8 +39,8 @@ class Settings:
     """Large (target) model: a GGUF path or a model-manager name. Empty: the model manager's default."""
     prm: str | None = None
     """Reward model (PRM): a GGUF path or a model-manager name. Empty: the default, else the small model as judge."""
-    prm_kind: str = "judge"
-    """How steps are scored: judge (an instruct model answers yes/no), a trained PRM's format, head (a learned head), arith (no model, arithmetic only); see `specsearch solve --help`."""
+    prm_kind: str = DEFAULT_PRM_KIND
+    """How steps are scored: auto (the shipped learned head for the model, else judge), judge (an instruct model answers yes/no), a trained PRM's format, head (a learned head), arith (no model, arithmetic only); see `specsearch solve --help`."""
     prm_head: str | None = None
     """Head file (.npz) for prm_kind head. Empty: the head shipped for the reward model."""
     arith_check: bool = True
@@ -65,6 +65,8 @@ class Settings:
     """q for Θ = quantile."""
     fixed_beta: float | None = None
     """A constant threshold β instead of the adaptive one (empty: adaptive)."""
+    threshold_margin: float = 0.0
+    """Added to β before drafts are judged: higher keeps fewer drafts (slower, safer with a weak judge)."""
     seed: int = 0
     """Sampling seed: the same seed gives the same search."""
     n_gpu_layers_small: int | None = None
@@ -97,6 +99,7 @@ class Settings:
             threshold_stat=self.threshold_stat,  # type: ignore[arg-type]
             threshold_quantile=self.threshold_quantile,
             **threshold_fields(self.fixed_beta),
+            threshold_margin=self.threshold_margin,
         )
 
     def validate(self) -> None:

@@ -22,7 +22,7 @@ from specsearch.core.processbench import (
     evaluate_prm,
     load_process_set,
 )
-from specsearch.core.prm import PRM_KINDS, RewardModel, make_prm, prm_kind_names
+from specsearch.core.prm import DEFAULT_PRM_KIND, PRM_KINDS, RewardModel, make_prm, prm_kind_names
 from specsearch.models.resolve import LoadOverrides, resolve_models
 
 from .common import print_json
@@ -62,7 +62,7 @@ def register_eval(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--prm", metavar="P.gguf",
                    help="reward model: a GGUF path or a `specsearch models list` name "
                    "(default: the model manager's PRM, else its small model as judge)")
-    p.add_argument("--prm-kind", choices=prm_kind_names(), default="judge",
+    p.add_argument("--prm-kind", choices=prm_kind_names(), default=DEFAULT_PRM_KIND,
                    help="; ".join(f"{k.name}: {k.description}" for k in PRM_KINDS.values()))
     p.add_argument("--head", metavar="FILE", help="head file for PRM kinds that use one")
     p.add_argument("--no-arith-check", action="store_true",

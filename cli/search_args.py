@@ -8,7 +8,7 @@ from pathlib import Path
 from specsearch.core.api import Solver
 from specsearch.core.config import METHODS, SearchConfig, threshold_fields
 from specsearch.core.errors import SpecSearchError
-from specsearch.core.prm import PRM_KINDS, prm_kind_names
+from specsearch.core.prm import DEFAULT_PRM_KIND, PRM_KINDS, prm_kind_names
 from specsearch.models.resolve import LoadOverrides, resolve_models
 
 DEFAULTS = SearchConfig(method="specsearch")
@@ -19,7 +19,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--small", metavar="S.gguf", help="small (draft) model: a GGUF path or a `specsearch models list` name")
     g.add_argument("--large", metavar="L.gguf", help="large (target) model: a path or a model name")
     g.add_argument("--prm", metavar="P.gguf", help="reward model: a path or a model name (default: the manager's PRM, else the small model as judge)")
-    g.add_argument("--prm-kind", choices=prm_kind_names(), default="judge",
+    g.add_argument("--prm-kind", choices=prm_kind_names(), default=DEFAULT_PRM_KIND,
                    help="; ".join(f"{k.name}: {k.description}" for k in PRM_KINDS.values()).replace("%", "%%"))
     g.add_argument("--head", metavar="FILE", default=None,
                    help="head file (.npz) for --prm-kind head (default: the head shipped for the --prm model)")
@@ -47,6 +47,9 @@ def add_search_args(parser: argparse.ArgumentParser, methods_flag: bool = True) 
     g.add_argument("--quantile", type=float, default=DEFAULTS.threshold_quantile, help="q for --threshold-stat quantile")
     g.add_argument("--fixed-beta", type=float, default=None, metavar="β",
                    help="use a constant threshold instead of the adaptive one")
+    g.add_argument("--threshold-margin", type=float, default=DEFAULTS.threshold_margin, metavar="M",
+                   help="added to β before drafts are judged: a margin keeps fewer drafts, trading speed for "
+                   f"quality when the judge is weak (default {DEFAULTS.threshold_margin})")
     g.add_argument("--aggregation", choices=("last", "min", "prod"), default=DEFAULTS.aggregation,
                    help="how step scores combine into a path score (default last)")
     g.add_argument("--vote", action="store_true", help="answer by PRM-weighted majority vote over finished leaves")
@@ -65,14 +68,15 @@ def search_config(args: argparse.Namespace, method: str | None = None) -> Search
         threshold_stat=args.threshold_stat,
         threshold_quantile=args.quantile,
         **threshold_fields(args.fixed_beta),
+        threshold_margin=args.threshold_margin,
         aggregation=args.aggregation,
         answer_selection="weighted_vote" if args.vote else "best",
     )
 
 
 def make_solver(args: argparse.Namespace) -> Solver:
-    if args.head is not None and args.prm_kind != "head":
-        raise SpecSearchError(f"--head FILE is for --prm-kind head, not --prm-kind {args.prm_kind}")
+    if args.head is not None and args.prm_kind not in ("head", "auto"):
+        raise SpecSearchError(f"--head FILE is for --prm-kind head (or auto), not --prm-kind {args.prm_kind}")
     if args.head is not None and not Path(args.head).expanduser().is_file():
         raise SpecSearchError(f"head file {args.head} does not exist")
     choices = {role: getattr(args, role) for role in ("small", "large", "prm")}

@@ -22,7 +22,7 @@ from .config import SearchConfig
 from .engine import Engine, LoadOptions
 from .events import CancelToken, EventBus, SearchEvent, SearchFinished, SearchStarted
 from .generators import Models
-from .prm import RewardModel, make_prm, prm_kind
+from .prm import DEFAULT_PRM_KIND, RewardModel, make_prm, prm_kind
 from .prm_info import PRM_KEY, describe_prm
 from .search import run_search
 from .speculative import SpeculativeDecoder
@@ -53,7 +53,7 @@ class Solver:
         small: str | Path | ModelSpec | None = None,
         large: str | Path | ModelSpec | None = None,
         prm: str | Path | ModelSpec | None = None,
-        prm_kind: str = "judge",
+        prm_kind: str = DEFAULT_PRM_KIND,
         *,
         prm_head: str | Path | None = None,
         arith_check: bool = True,
@@ -126,13 +126,15 @@ class Solver:
         if self._prm_description is None:
             needs_model = prm_kind(self.prm_kind).needs_model
             spec = self.specs["prm"] if needs_model else None
-            head = self.prm_head
-            if head is None and self.prm_kind == "head" and spec is not None:
+            head, kind = self.prm_head, self.prm_kind
+            if head is None and kind in ("head", "auto") and spec is not None:
                 head = self._shipped_head(spec.path)
+            if kind == "auto":  # say what auto chose
+                kind = "head" if head else "judge"
             # Kind arith is the check itself; the guard goes only on top of a model.
-            checked = self.prm_kind == "arith" or (self.arith_check and needs_model)
-            self._prm_description = describe_prm(self.prm_kind, spec.path if spec else None,
-                                                 head if self.prm_kind == "head" else None, checked)
+            checked = kind == "arith" or (self.arith_check and needs_model)
+            self._prm_description = describe_prm(kind, spec.path if spec else None,
+                                                 head if kind == "head" else None, checked)
         return dict(self._prm_description)
 
     @staticmethod

@@ -191,6 +191,10 @@ class PRMKindError(SpecSearchError):
 
 PRM_KINDS: dict[str, PRMKind] = {}
 
+DEFAULT_PRM_KIND = "auto"
+"""What solve, bench, prm eval and the app use when no kind is given: the best
+measured option for the model at hand (kind auto: its shipped head, else judge)."""
+
 
 def register_prm_kind(kind: PRMKind) -> None:
     PRM_KINDS[kind.name] = kind

@@ -32,19 +32,20 @@ from .atomic import atomic_write_bytes
 from .config import SearchConfig
 from .engine import Engine, HiddenRequest
 from .errors import SpecSearchError
-from .prm import PRMKind, register_prm_kind
+from .prm import JudgePRM, PRMKind, register_prm_kind
 
 HEAD_FORMAT = "specsearch-prm-head"
 HEAD_VERSION = 1
 LOGPROB_FEATURES = ("logprob_mean", "logprob_min", "logprob_p10", "low_fraction",
-                    "digit_logprob_min", "digit_logprob_mean")
-FEATURES = ("hidden", *LOGPROB_FEATURES, "log_tokens", "arith_flag")
+                    "digit_logprob_min", "digit_logprob_mean", "digit_low_fraction")
+FEATURES = ("hidden", *LOGPROB_FEATURES, "log_tokens", "log_digit_tokens", "arith_flag")
 """hidden: the hidden state at the step's last token.  The log-prob features are
 statistics of the backbone's log-probabilities of the step's own tokens
 (delimiter excluded): mean, minimum, 10th percentile, the fraction below
-log(0.1), and the minimum and mean over tokens that contain a digit (a number
-the model did not expect is a common sign of a slip).  log_tokens: log of the
-step's length; arith_flag: 1 when the exact arithmetic check finds a wrong equation."""
+log(0.1), and the minimum, mean and fraction below log(0.1) over tokens that
+contain a digit (a number the model did not expect is a common sign of a
+slip).  log_tokens, log_digit_tokens: log(1 + count) of the step's tokens and
+of those with a digit; arith_flag: 1 when the exact arithmetic check finds a wrong equation."""
 OUTPUTS = ("sigmoid", "softmax2")
 """sigmoid: one logit, P(correct) = sigmoid(z); softmax2: two logits, P(correct) = softmax(z)[1]."""
 
@@ -301,10 +302,11 @@ class StepEvidence:
 def _feature_row(names: Sequence[str], ev: StepEvidence, engine: Engine) -> np.ndarray:
     """One step's feature vector, in the head's feature order."""
     lp = ev.logprobs if ev.logprobs is not None and len(ev.logprobs) else np.zeros(1)
-    digits = None
-    if any(n.startswith("digit_") for n in names):
-        pieces = [engine.vocab.piece(t) for t in ev.tokens]
-        digits = np.array([v for v, piece in zip(lp, pieces) if _DIGIT.search(piece.decode("utf-8", "replace"))])
+    digits, n_digit_tokens = None, 0
+    if any("digit" in n for n in names):
+        mask = np.array([bool(_DIGIT.search(engine.vocab.piece(t).decode("utf-8", "replace"))) for t in ev.tokens])
+        n_digit_tokens = int(mask.sum())
+        digits = lp[mask] if ev.logprobs is not None and len(lp) == len(mask) else np.zeros(0)
     parts: list[np.ndarray] = []
     for name in names:
         if name == "hidden":
@@ -324,6 +326,10 @@ def _feature_row(names: Sequence[str], ev: StepEvidence, engine: Engine) -> np.n
             value = digits.min() if digits.size else 0.0
         elif name == "digit_logprob_mean":
             value = digits.mean() if digits.size else 0.0
+        elif name == "digit_low_fraction":
+            value = (digits < _LOW).mean() if digits.size else 0.0
+        elif name == "log_digit_tokens":
+            value = np.log1p(n_digit_tokens)
         elif name == "arith_flag":
             from .arithmetic import explain_step
 
@@ -460,9 +466,9 @@ class HeadPRM:
 def load_head_prm(engine: Engine, head: str | None) -> HeadPRM:
     """``--prm-kind head``: the named head file, else the shipped head for this backbone."""
     if head is None:
-        sha = file_sha256(engine.path)
-        found = find_head(sha)
+        found = shipped_head_for(engine)
         if found is None:
+            sha = file_sha256(engine.path)
             raise HeadError(
                 f"no head ships for {Path(engine.path).name} (SHA-256 {sha[:12]}…); train one with "
                 "`specsearch prm train --backbone FILE --data ... --out HEAD.npz` and pass --head HEAD.npz"
@@ -471,6 +477,22 @@ def load_head_prm(engine: Engine, head: str | None) -> HeadPRM:
     return HeadPRM(engine, Head.load(head))
 
 
+def shipped_head_for(engine: Engine) -> Path | None:
+    """The head that ships for this engine's model file, if any."""
+    return find_head(file_sha256(engine.path))
+
+
+def load_auto_prm(engine: Engine, head: str | None) -> "HeadPRM | JudgePRM":
+    """The best measured judge for the model: a head (``head`` or the shipped
+    one for this backbone) when there is one, else the model as a yes/no judge."""
+    found = head or shipped_head_for(engine)
+    return HeadPRM(engine, Head.load(found)) if found else JudgePRM(engine)
+
+
+register_prm_kind(PRMKind(
+    "auto", lambda engine, head=None: load_auto_prm(engine, head),
+    "the shipped learned head for the PRM model when there is one (the offline pack's 0.5B), else judge",
+))
 register_prm_kind(PRMKind(
     "head", lambda engine, head=None: load_head_prm(engine, head),
     "a learned head over the model's hidden states (shipped for the offline pack's models, or --head FILE)",

@@ -207,7 +207,7 @@ class TestRewardModelShown:
             shown = "\n".join(table.render_line(y).text for y in range(table.size.height))
             assert "reward model" in shown and "arithmetic check off" in shown  # on screen, maybe wrapped
             # the pooled solver was built with the setting
-            assert app.pool.loaded(resolve_models(app.settings), "judge", arith_check=False)
+            assert app.pool.loaded(resolve_models(app.settings), app.settings.prm_kind, arith_check=False)
             [summary] = app.history.list()
             conv = app.history.load(summary.id)
             [exchange] = conv.exchanges

@@ -188,11 +188,11 @@ class TestHeadAndArithSettings:
         s = Settings(small=str(tiny["draft"]), large=str(tiny["target"]))
         models = resolve_models(s, [], {})
         first = pool.for_settings(models, s)
-        assert (first.prm_kind, first.prm_head, first.arith_check) == ("judge", None, True)
-        assert pool.for_settings(models, s) is first and pool.get(models, "judge") is first
+        assert (first.prm_kind, first.prm_head, first.arith_check) == ("auto", None, True)
+        assert pool.for_settings(models, s) is first and pool.get(models, s.prm_kind) is first
         off = pool.for_settings(models, Settings(**{**s.to_dict(), "arith_check": False}))
         assert off is not first and off.arith_check is False
-        assert pool.loaded(models, "judge", arith_check=False) and not pool.loaded(models, "judge")
+        assert pool.loaded(models, s.prm_kind, arith_check=False) and not pool.loaded(models, s.prm_kind)
         headed = pool.for_settings(models, Settings(**{**s.to_dict(), "prm_kind": "head", "prm_head": "~/h.npz"}))
         assert headed is not off and headed.prm_head.endswith("/h.npz") and not headed.prm_head.startswith("~")
         pool.close()

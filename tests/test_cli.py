@@ -210,8 +210,8 @@ class TestHeadAndArithOptions:
 
     def test_bad_head_options_are_one_line_errors(self, capsys, tiny, tmp_path):
         base = ["solve", "q", "--small", str(tiny["draft"]), "--large", str(tiny["target"])]
-        code, _, err = run_cli(capsys, *base, "--head", str(tmp_path / "h.npz"))
-        assert code == 2 and "--head FILE is for --prm-kind head, not --prm-kind judge" in err
+        code, _, err = run_cli(capsys, *base, "--prm-kind", "judge", "--head", str(tmp_path / "h.npz"))
+        assert code == 2 and "--head FILE is for --prm-kind head (or auto), not --prm-kind judge" in err
         assert len(err.strip().splitlines()) == 1
         code, _, err = run_cli(capsys, *base, "--prm-kind", "head", "--head", str(tmp_path / "missing.npz"))
         assert code == 2 and "missing.npz does not exist" in err and len(err.strip().splitlines()) == 1

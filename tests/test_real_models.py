@@ -83,3 +83,24 @@ def test_prefix_reuse_equals_fresh_prefill_up_to_near_tie(pair):
     fresh = small.generate(cont, 1, max_tokens=32, sampling=GREEDY)
     assert fresh.stats.reused_tokens == 0
     assert_equal_up_to_near_tie(small, cont, reused.generations[0].tokens, fresh.generations[0].tokens)
+
+
+def test_shipped_head_finds_the_offline_pack_small_model_and_scores_its_drafts_for_free(pair):
+    from specsearch.core.prm import make_prm
+    from specsearch.core.sampling import SamplingParams
+
+    small, _ = pair
+    prm = make_prm("head", small)  # the shipped head, found by the backbone's SHA-256
+    question = QUESTIONS[0]
+    prompt = prm.layout(question, []).tokens
+    out = small.generate([prompt], 4, max_tokens=64, sampling=SamplingParams(0.7, 40, 0.95, 0.0),
+                         stop=["\n\n"], logprobs=True)
+    paths = [prompt + g.tokens for g in out.generations]
+    starts = [len(prompt)] * len(paths)
+    texts = [g.text for g in out.generations]
+    free = prm.score_tokens(paths, starts, texts, [g.logprobs for g in out.generations])
+    small.reset_cache()
+    again = prm.score_tokens(paths, starts, texts)
+    # quantised CPU kernels differ slightly between batch shapes: log-probs agree to ~1e-2
+    np.testing.assert_allclose(free, again, atol=0.03)
+    assert all(0.0 <= s <= 1.0 for s in free)
