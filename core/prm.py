@@ -60,8 +60,43 @@ def one_line(text: str, remove: str = "") -> str:
     return " ".join(text.split())
 
 
+class VerdictScoring:
+    """Scoring shared by the formats that read P(good) vs P(bad) at the last
+    token of each step's input: subclasses give ``tokens(question, steps)``
+    (ending at the scoring position), ``requests(question, steps)`` and the
+    candidate ids ``_good`` / ``_bad``."""
+
+    engine: Engine
+    _good: list[int]
+    _bad: list[int]
+
+    def tokens(self, question: str, steps: Sequence[str]) -> list[int]:
+        raise NotImplementedError
+
+    def requests(self, question: str, steps: Sequence[str]) -> list[ScoreRequest]:
+        raise NotImplementedError
+
+    def score(self, question: str, steps: Sequence[str]) -> list[float]:
+        if not steps:
+            return []
+        rows = self.engine.score(self.requests(question, steps))
+        return [_two_way(row, self._good, self._bad) for block in rows for row in block]
+
+    def score_last(self, question: str, paths: Sequence[Sequence[str]]) -> list[float]:
+        if not paths:
+            return []
+        if any(not p for p in paths):
+            raise SpecSearchError("a path to score needs at least one step")
+        requests = []
+        for path in paths:
+            tokens = self.tokens(question, path)
+            requests.append(ScoreRequest(tokens, [len(tokens) - 1], self._good + self._bad))
+        rows = self.engine.score(requests)
+        return [_two_way(r[0], self._good, self._bad) for r in rows]
+
+
 @dataclass
-class StepTagPRM:
+class StepTagPRM(VerdictScoring):
     """Math-Shepherd (peiyi9979/math-shepherd-mistral-7b-prm), as on its model card.
 
     Input: ``f"{question} {solution}"`` where the solution has one line per step,
@@ -97,35 +132,18 @@ class StepTagPRM:
         lines = [f"Step {i + 1}: {one_line(s, self.tag)}".rstrip() + f" {self.tag}" for i, s in enumerate(steps)]
         return question.replace(self.tag, "").strip() + " " + "\n".join(lines)
 
-    def _tokens(self, question: str, steps: Sequence[str]) -> list[int]:
+    def tokens(self, question: str, steps: Sequence[str]) -> list[int]:
         return self.engine.tokenize(self.text(question, steps))
 
     def requests(self, question: str, steps: Sequence[str]) -> list[ScoreRequest]:
         """Requests scoring every step of ``steps`` (one, unless the inputs do not nest)."""
-        token_lists = [self._tokens(question, steps[: i + 1]) for i in range(len(steps))]
+        token_lists = [self.tokens(question, steps[: i + 1]) for i in range(len(steps))]
         return nested_requests(token_lists, self._good + self._bad)
 
     def _request(self, question: str, steps: Sequence[str]) -> ScoreRequest:
         (request,) = self.requests(question, steps)
         return request
 
-    def score(self, question: str, steps: Sequence[str]) -> list[float]:
-        if not steps:
-            return []
-        rows = self.engine.score(self.requests(question, steps))
-        return [_two_way(row, self._good, self._bad) for block in rows for row in block]
-
-    def score_last(self, question: str, paths: Sequence[Sequence[str]]) -> list[float]:
-        if not paths:
-            return []
-        if any(not p for p in paths):
-            raise SpecSearchError("a path to score needs at least one step")
-        requests = []
-        for path in paths:
-            tokens = self._tokens(question, path)
-            requests.append(ScoreRequest(tokens, [len(tokens) - 1], self._good + self._bad))
-        rows = self.engine.score(requests)
-        return [_two_way(r[0], self._good, self._bad) for r in rows]
 
 
 JUDGE_SYSTEM = "You check math solutions step by step. Answer yes or no."

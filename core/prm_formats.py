@@ -21,10 +21,10 @@ from typing import Sequence
 
 from .engine import Engine, ScoreRequest
 from .errors import SpecSearchError
-from .prm import PRMKind, _two_way, nested_requests, register_prm_kind
+from .prm import PRMKind, VerdictScoring, nested_requests, register_prm_kind
 
 
-class ChatVerdictPRM:
+class ChatVerdictPRM(VerdictScoring):
     """Base of the chat formats: subclasses set the class attributes.
 
     The score of step i is P(good) / (P(good) + P(bad)) for the token after
@@ -87,23 +87,6 @@ class ChatVerdictPRM:
         return nested_requests(token_lists, self._good + self._bad)
 
     # ----------------------------------------------------------- scoring ---
-    def score(self, question: str, steps: Sequence[str]) -> list[float]:
-        if not steps:
-            return []
-        rows = self.engine.score(self.requests(question, steps))
-        return [_two_way(row, self._good, self._bad) for block in rows for row in block]
-
-    def score_last(self, question: str, paths: Sequence[Sequence[str]]) -> list[float]:
-        if not paths:
-            return []
-        if any(not p for p in paths):
-            raise SpecSearchError("a path to score needs at least one step")
-        requests = []
-        for path in paths:
-            tokens = self.tokens(question, path)
-            requests.append(ScoreRequest(tokens, [len(tokens) - 1], self._good + self._bad))
-        rows = self.engine.score(requests)
-        return [_two_way(r[0], self._good, self._bad) for r in rows]
 
 
 class ChatPRM(ChatVerdictPRM):
