@@ -146,18 +146,18 @@ def run_eval(args: argparse.Namespace) -> int:
 
     default = "" if args.calibrate else " (default; choose with --calibrate)"
     calibration = f"{calibration_set.description}{default}, {len(cal_items)} items" + (f"; {note}" if note else "")
+    described = solver.prm_description()  # what kind auto chose, and which head
     report = {
         **result.to_dict(),
         "prm": prm_name,
-        "prm_kind": args.prm_kind,
-        "head": Path(args.head).name if args.head else None,
-        # the guard wraps model-backed kinds only (a kind without a model is used as is)
-        "arith_check": solver.arith_check and solver.specs["prm"] is not None,
+        "prm_kind": described["kind"],
+        "head": described["head"],
+        "arith_check": described["arith_check"],
         "data": data.description,
         "calibration": calibration,
     }
     if args.plot:
-        model = f"{prm_name} ({args.prm_kind})" if prm_name != "-" else args.prm_kind
+        model = f"{prm_name} ({described['kind']})" if prm_name != "-" else described["kind"]
         write_histogram(result, args.plot, f"{model} on {data.description}")
         report["plot"] = str(args.plot)
     if args.json:
