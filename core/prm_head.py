@@ -322,12 +322,14 @@ def _feature_row(names: Sequence[str], ev: StepEvidence, engine: Engine) -> np.n
             value = (lp < _LOW).mean()
         elif name == "log_tokens":
             value = np.log1p(len(ev.tokens) + 1)
+        # A step without numbers gets its all-token values, not a free pass: in a
+        # search a head must not prefer steps that compute nothing.
         elif name == "digit_logprob_min":
-            value = digits.min() if digits.size else 0.0
+            value = digits.min() if digits.size else lp.min()
         elif name == "digit_logprob_mean":
-            value = digits.mean() if digits.size else 0.0
+            value = digits.mean() if digits.size else lp.mean()
         elif name == "digit_low_fraction":
-            value = (digits < _LOW).mean() if digits.size else 0.0
+            value = (digits < _LOW).mean() if digits.size else (lp < _LOW).mean()
         elif name == "log_digit_tokens":
             value = np.log1p(n_digit_tokens)
         elif name == "arith_flag":

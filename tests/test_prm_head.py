@@ -243,3 +243,21 @@ class TestScoringTheSearchsTokens:
         engine.reset_cache()
         recomputed = prm.score_tokens(paths, starts, texts)
         np.testing.assert_allclose(free, recomputed, atol=1e-4)
+
+
+class TestFeatures:
+    def test_a_step_without_numbers_gets_no_free_pass_on_digit_features(self, engine):
+        from specsearch.core.prm_head import StepEvidence, _feature_row
+
+        names = ["logprob_min", "logprob_mean", "low_fraction",
+                 "digit_logprob_min", "digit_logprob_mean", "digit_low_fraction", "log_digit_tokens"]
+        words = engine.tokenize("the cat is on the mat", add_special=False)
+        lp = np.array([-0.1, -3.0, -0.5, -0.2, -4.0, -0.3])[: len(words)]
+        row = _feature_row(names, StepEvidence(None, lp, words, "the cat is on the mat"), engine)
+        assert row[3] == row[0] and row[4] == row[1] and row[5] == row[2] and row[6] == 0.0
+        mixed = engine.tokenize("the 12 cats", add_special=False)
+        lp2 = np.linspace(-0.5, -2.5, len(mixed))
+        row2 = _feature_row(names, StepEvidence(None, lp2, mixed, "the 12 cats"), engine)
+        digit_positions = [i for i, t in enumerate(mixed) if any(c.isdigit() for c in engine.vocab.piece(t).decode())]
+        assert digit_positions and row2[3] == pytest.approx(lp2[digit_positions].min())
+        assert row2[6] == pytest.approx(np.log1p(len(digit_positions)))
