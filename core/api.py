@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 
 from .config import SearchConfig
 from .engine import Engine, LoadOptions
+from .errors import SpecSearchError
 from .events import CancelToken, EventBus, SearchEvent, SearchFinished, SearchStarted
 from .generators import Models
 from .prm import DEFAULT_PRM_KIND, RewardModel, make_prm, prm_kind
@@ -140,11 +141,11 @@ class Solver:
     @staticmethod
     def _shipped_head(backbone: str) -> str | None:
         """The head shipped for ``backbone`` (kind head without --head), found as the kind finds it."""
-        from .prm_head import file_sha256, find_head
+        from .prm_head import shipped_head_for
 
         try:
-            found = find_head(file_sha256(backbone))
-        except OSError:
+            found = shipped_head_for(backbone)
+        except (OSError, SpecSearchError):
             return None
         return str(found) if found else None
 

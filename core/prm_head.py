@@ -273,17 +273,6 @@ def shipped_heads() -> list[Path]:
         return []
 
 
-def find_head(backbone_sha256: str) -> Path | None:
-    """The shipped head trained on this backbone, if any."""
-    for path in shipped_heads():
-        try:
-            if Head.load(path).backbone_sha256 == backbone_sha256:
-                return path
-        except HeadError:
-            continue
-    return None
-
-
 # ----------------------------------------------------------------- PRM ---
 _DIGIT = re.compile(r"\d")
 _LOW = np.log(0.1)  # a token the model gave less than 10 %
@@ -468,7 +457,7 @@ class HeadPRM:
 def load_head_prm(engine: Engine, head: str | None) -> HeadPRM:
     """``--prm-kind head``: the named head file, else the shipped head for this backbone."""
     if head is None:
-        found = shipped_head_for(engine)
+        found = shipped_head_for(engine.path)
         if found is None:
             sha = file_sha256(engine.path)
             raise HeadError(
@@ -479,15 +468,31 @@ def load_head_prm(engine: Engine, head: str | None) -> HeadPRM:
     return HeadPRM(engine, Head.load(head))
 
 
-def shipped_head_for(engine: Engine) -> Path | None:
-    """The head that ships for this engine's model file, if any."""
-    return find_head(file_sha256(engine.path))
+def shipped_head_for(model_path: str | os.PathLike[str]) -> Path | None:
+    """The head that ships for this model file, if any.  Heads of another hidden
+    size are ruled out from the GGUF header first, so a model no head fits (say
+    a 7B) is not read through for its SHA-256."""
+    from .gguf_info import read_gguf_info
+
+    n_embd = read_gguf_info(model_path).n_embd
+    candidates = []
+    for path in shipped_heads():
+        try:
+            head = Head.load(path)
+        except HeadError:
+            continue
+        if head.hidden_size == n_embd:
+            candidates.append((path, head.backbone_sha256))
+    if not candidates:
+        return None
+    sha = file_sha256(model_path)
+    return next((path for path, backbone in candidates if backbone == sha), None)
 
 
 def load_auto_prm(engine: Engine, head: str | None) -> "HeadPRM | JudgePRM":
     """The best measured judge for the model: a head (``head`` or the shipped
     one for this backbone) when there is one, else the model as a yes/no judge."""
-    found = head or shipped_head_for(engine)
+    found = head or shipped_head_for(engine.path)
     return HeadPRM(engine, Head.load(found)) if found else JudgePRM(engine)
 
 

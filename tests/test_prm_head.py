@@ -261,3 +261,22 @@ class TestFeatures:
         digit_positions = [i for i, t in enumerate(mixed) if any(c.isdigit() for c in engine.vocab.piece(t).decode())]
         assert digit_positions and row2[3] == pytest.approx(lp2[digit_positions].min())
         assert row2[6] == pytest.approx(np.log1p(len(digit_positions)))
+
+
+class TestShippedHeads:
+    def test_a_model_no_head_fits_is_not_hashed(self, tiny):
+        from specsearch.core import prm_head
+
+        prm_head._sha_cache.clear()
+        assert prm_head.shipped_head_for(tiny["alien"]) is None  # hidden size 64: the shipped head is 896
+        assert not prm_head._sha_cache
+
+    def test_auto_picks_a_head_shipped_for_the_backbone_else_the_judge(self, engine, tiny, tmp_path, monkeypatch):
+        from specsearch.core import prm_head
+        from specsearch.core.prm import JudgePRM
+
+        random_head(engine).save(tmp_path / "h.npz")
+        monkeypatch.setattr(prm_head, "shipped_heads", lambda: [tmp_path / "h.npz"])
+        assert isinstance(make_prm("auto", engine), HeadPRM)
+        with Engine(tiny["draft"], LoadOptions(n_ctx=256)) as other:
+            assert isinstance(make_prm("auto", other), JudgePRM)
