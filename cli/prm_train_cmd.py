@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from specsearch.core.engine import Engine, LoadOptions
 from specsearch.core.errors import SpecSearchError
-from specsearch.core.prm_head import FEATURES
+from specsearch.core.prm_head import FEATURES, SEARCH_SAFE_FEATURES
 from specsearch.core.prm_train import FitConfig, extract_features, train_head
 from specsearch.core.processbench import load_process_set
 
@@ -31,8 +31,9 @@ def register_train(commands: argparse._SubParsersAction) -> None:
                    help="ProcessBench-format items (repeat for several files)")
     p.add_argument("--out", required=True, type=Path, metavar="HEAD.npz", help="where to write the head")
     p.add_argument("--model", choices=("logistic", "mlp"), default="logistic", help="head model (default logistic)")
-    p.add_argument("--features", default="hidden,logprob_mean,logprob_min,log_tokens",
-                   help=f"comma-separated, from {', '.join(FEATURES)} (default: all)")
+    p.add_argument("--features", default=",".join(SEARCH_SAFE_FEATURES),
+                   help=f"comma-separated, from {', '.join(FEATURES)} (default: the shipped head's, "
+                   "which leave out step length and counts: they make a search prefer steps that compute nothing)")
     p.add_argument("--l2", type=float, default=FitConfig.l2, help=f"L2 penalty (default {FitConfig.l2})")
     p.add_argument("--hidden", type=int, default=FitConfig.hidden, help="MLP hidden units")
     p.add_argument("--held-out", type=float, default=0.2, help="fraction of items held out (default 0.2)")

@@ -46,6 +46,10 @@ log(0.1), and the minimum, mean and fraction below log(0.1) over tokens that
 contain a digit (a number the model did not expect is a common sign of a
 slip).  log_tokens, log_digit_tokens: log(1 + count) of the step's tokens and
 of those with a digit; arith_flag: 1 when the exact arithmetic check finds a wrong equation."""
+SEARCH_SAFE_FEATURES = ("logprob_mean", "logprob_min", "logprob_p10", "low_fraction", "digit_logprob_min",
+                        "digit_logprob_mean", "digit_low_fraction", "arith_flag")
+"""The shipped head's features: no step length or counts, which score well on
+ProcessBench but rank steps that compute nothing first in a search."""
 OUTPUTS = ("sigmoid", "softmax2")
 """sigmoid: one logit, P(correct) = sigmoid(z); softmax2: two logits, P(correct) = softmax(z)[1]."""
 

@@ -280,3 +280,13 @@ class TestShippedHeads:
         assert isinstance(make_prm("auto", engine), HeadPRM)
         with Engine(tiny["draft"], LoadOptions(n_ctx=256)) as other:
             assert isinstance(make_prm("auto", other), JudgePRM)
+
+    def test_shipped_heads_load_and_read_no_length_or_counts(self):
+        from specsearch.core.prm_head import SEARCH_SAFE_FEATURES, shipped_heads
+
+        heads = shipped_heads()
+        assert heads, "the offline pack's 0.5B head must ship as package data"
+        for path in heads:
+            head = Head.load(path)
+            assert set(head.features) <= set(SEARCH_SAFE_FEATURES)
+            assert len(head.backbone_sha256) == 64 and head.meta.get("trained_on")
