@@ -22,7 +22,7 @@ from specsearch.core.processbench import (
     evaluate_prm,
     load_process_set,
 )
-from specsearch.core.prm import DEFAULT_PRM_KIND, PRM_KINDS, RewardModel, make_prm, prm_kind_names
+from specsearch.core.prm import DEFAULT_PRM_KIND, PRM_KINDS, RewardModel, prm_kind_names
 from specsearch.models.resolve import LoadOverrides, resolve_models
 
 from .common import print_json
@@ -102,9 +102,7 @@ def _solver(args: argparse.Namespace) -> tuple[Solver, str]:
 
 def _reward_model(solver: Solver, args: argparse.Namespace) -> RewardModel:
     try:
-        prm = solver.reward_model()
-        if prm is None:  # a kind that loads no model: the Solver holds no PRM spec
-            prm = make_prm(args.prm_kind, None, head=args.head)
+        prm = solver.reward_model()  # kinds that need no model are built without one
     except (ValueError, OSError) as exc:  # e.g. a kind the model cannot serve, an unreadable head file
         raise SpecSearchError(f"cannot build the {args.prm_kind} reward model: {exc}") from exc
     return prm

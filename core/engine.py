@@ -696,10 +696,8 @@ class Engine:
 
 
 def _logprob_of(row: np.ndarray, token: int) -> float:
-    """log-softmax(row)[token], in float64 (row is a view of llama.cpp's logits)."""
-    r = row.astype(np.float64)
-    m = r.max()
-    return float(r[token] - m - np.log(np.exp(r - m).sum()))
+    """log-softmax(row)[token] (row is a view of llama.cpp's logits)."""
+    return float(log_softmax_at(row, [token])[0])
 
 
 def _as_prompt_list(prompts: Sequence[Sequence[int]] | Sequence[int]) -> list[list[int]]:
