@@ -12,7 +12,8 @@ does the bookkeeping:
   one given (``prm``), is run again too (the newer line wins).  Each line
   records the reward model (``"prm"``: kind, model, head, arithmetic check).
 * ``summary.json`` (method -> numbers, written atomically), ``results.csv`` and
-  ``plot.png`` (accuracy vs latency; time per phase).
+  ``plot.png`` (accuracy vs latency; time per phase); ``curve.png`` when a
+  method ran at several values of one search option (``bench_variants``).
 
 Problems run in order and, for each problem, the methods in the order given, so
 an interrupted benchmark still compares all methods on the same problems.
@@ -35,6 +36,7 @@ from typing import Any
 
 from specsearch.core.answers import extract_answer, is_equivalent
 from specsearch.core.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from specsearch.core.bench_variants import CURVE_FILE, parse_variant, write_curve
 from specsearch.core.datasets import Problem
 from specsearch.core.prm_info import prm_label, prm_of
 from specsearch.core.tree import SearchResult
@@ -141,6 +143,7 @@ class BenchSummary:
     ran: int = 0  # pairs run in this call
     skipped: int = 0  # pairs found in results.jsonl and not run again
     plot_path: Path | None = None  # None when matplotlib was unavailable
+    curve_path: Path | None = None  # curve.png when a search option was swept (bench_variants)
 
     def __getitem__(self, method: str) -> MethodSummary:
         return self.methods[method]
@@ -451,7 +454,18 @@ def run_benchmark(
     atomic_write_json(out / SUMMARY_FILE, _json_safe(summary.to_dict()))
     _write_csv(out / CSV_FILE, scope)
     summary.plot_path = write_plot(method_summaries, out / PLOT_FILE)
+    summary.curve_path = write_curve(_curve_summaries(problems, methods, latest, method_summaries), out / CURVE_FILE)
     return summary
+
+
+def _curve_summaries(problems: list[Problem], methods: list[str], latest: Mapping[tuple[str, str], Mapping[str, Any]],
+                     ran: dict[str, MethodSummary]) -> dict[str, MethodSummary]:
+    """What curve.png draws: these methods, plus ar and each variant's plain base
+    method as recorded earlier in this out_dir for the same problems."""
+    extra = ["ar"] + [parse_variant(m).method for m in methods]
+    extra = [m for m in dict.fromkeys(extra) if m not in ran]
+    earlier = [latest[(p.id, m)] for p in problems for m in ["ar"] + extra if (p.id, m) in latest]
+    return {**summarize(earlier, extra), **ran}
 
 
 def _json_safe(value: Any) -> Any:
