@@ -8,33 +8,45 @@ calls as possible:
   step, each with its own seeded sampler chain; stop per sequence on a stop
   string, an end-of-generation token or the token budget.
 * ``score``: log-probs of candidate tokens at given positions of many token
-  sequences that share a prefix (reward models).
-* prefix reuse across calls: any new sequence starts from the cached slot
-  sharing its longest prefix; least recently used idle slots are evicted when
-  the cache is full.
+  sequences that share a prefix (reward models); ``hidden_states``: the final
+  hidden states there (learned PRM heads).
+* prefix reuse across calls: any new sequence starts from the cached
+  sequence sharing its longest prefix; least recently used idle sequences
+  are evicted when the cache is full.
 
-Speculative decoding (core/speculative.py) drives two engines through the
-same slot primitives.
+KV sequences are used through one public API, which generate, score,
+hidden_states and the speculative decoder (core/speculative.py) all share:
+``lease`` / ``lease_prompts`` hand out ``KVLease``s (core/kv_slots.py: fork,
+truncate, release on exit), and ``evaluate`` feeds tokens to any number of
+leases in as few decodes as possible.
 """
 
 from __future__ import annotations
 
-import codecs
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
 from . import llama_adapter as lla
 from .chat_template import render_chat
 from .errors import ContextOverflowError, KVCacheFullError, SpecSearchError
+from .generation import (
+    GenerateOutput,
+    GenerateRequest,
+    GenerateStats,
+    Generation,
+    StopChecker,
+    TokenGenerator,
+)
 from .gguf_info import GGUFInfo, read_gguf_info
-from .kv_slots import KVSlots, common_prefix_len
-from .sampling import GREEDY, SamplingParams, log_softmax_at, logsumexp_rows
+from .kv_slots import KVLease, KVSlots, common_prefix_len
+from .sampling import log_softmax_at, logsumexp_rows
 
 # Default context: the model's trained context, capped so the KV cache of one
 # model stays within this budget (and at most 8192 tokens).
@@ -58,65 +70,6 @@ class LoadOptions:
     """f32 KV cache and no flash attention: twice the KV memory, but logits no
     longer depend on how a sequence was split into batches (tests that compare
     token for token use it; the default is the faster f16 cache)."""
-
-
-@dataclass
-class Generation:
-    text: str
-    tokens: list[int]
-    logprobs: list[float]
-    finish_reason: str  # stop | eos | length | context | cancelled
-    prompt_index: int = 0
-
-
-@dataclass
-class GenerateStats:
-    wall_seconds: float = 0.0
-    prompt_tokens: int = 0
-    reused_tokens: int = 0  # prompt tokens served from the KV cache
-    generated_tokens: int = 0
-    decode_calls: int = 0
-    drafted: int = 0
-    accepted: int = 0
-    target_passes: int = 0
-    draft_seconds: float = 0.0
-    target_seconds: float = 0.0
-
-    @property
-    def tokens_per_second(self) -> float:
-        return self.generated_tokens / self.wall_seconds if self.wall_seconds > 0 else 0.0
-
-    @property
-    def acceptance_rate(self) -> float | None:
-        return self.accepted / self.drafted if self.drafted else None
-
-    def to_dict(self, speculative: bool = False) -> dict:
-        out = {
-            "wall_seconds": self.wall_seconds,
-            "tokens_per_second": self.tokens_per_second,
-            "prompt_tokens": self.prompt_tokens,
-            "reused_tokens": self.reused_tokens,
-            "generated_tokens": self.generated_tokens,
-            "decode_calls": self.decode_calls,
-        }
-        if speculative:
-            out.update(
-                drafted=self.drafted,
-                accepted=self.accepted,
-                acceptance_rate=self.acceptance_rate,
-                target_passes=self.target_passes,
-            )
-        return out
-
-
-@dataclass
-class GenerateOutput:
-    generations: list[Generation]
-    stats: GenerateStats = field(default_factory=GenerateStats)
-
-    @property
-    def texts(self) -> list[str]:
-        return [g.text for g in self.generations]
 
 
 @dataclass(frozen=True)
@@ -145,33 +98,27 @@ class HiddenResult:
     token_logprobs: np.ndarray | None  # [len(tokens) - logprob_from] or None
 
 
-class StopChecker:
-    """Incremental detokenisation and stop-string search for one sequence."""
+class Feed(NamedTuple):
+    """Tokens to decode into a lease's sequence, after what it holds."""
 
-    def __init__(self, stops: Sequence[str]) -> None:
-        self.stops = [s for s in stops if s]
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self.text = ""
-
-    def push(self, piece: bytes) -> bool:
-        """Add a token's bytes; True (and text cut before the stop) when a stop string appeared."""
-        start = len(self.text)
-        self.text += self._decoder.decode(piece)
-        for stop in self.stops:
-            idx = self.text.find(stop, max(0, start - len(stop) + 1))
-            if idx >= 0:
-                self.text = self.text[:idx]
-                return True
-        return False
-
-    def finish(self) -> str:
-        self.text += self._decoder.decode(b"", final=True)
-        return self.text
+    lease: KVLease
+    tokens: Sequence[int]
+    outputs: Sequence[int] = ()
+    """Offsets into ``tokens`` whose next-token logits are wanted."""
 
 
-class Engine:
-    """One GGUF model, one llama.cpp context; not thread-safe across calls
-    from several threads at once (a lock serialises them)."""
+class Engine(TokenGenerator):
+    """One GGUF model, one llama.cpp context.
+
+    Threads: every public method holds the engine's (reentrant) lock for its
+    whole call, so calls from several threads run one after another, never
+    interleaved, and llama.cpp is never entered twice at once.  A KVLease
+    holds the same lock from ``lease`` until it is released: while one
+    thread holds a lease, the engine is that thread's alone and other
+    threads' calls wait.  Not safe: using a lease on another thread than the
+    one that took it, and holding a lease while waiting for another thread
+    that uses the same engine (a deadlock).
+    """
 
     def __init__(self, path: str | os.PathLike[str], options: LoadOptions | None = None) -> None:
         self.path = str(Path(path))
@@ -201,9 +148,9 @@ class Engine:
         self.n_ctx = lla.context_size(self._ctx)
         self.vocab = lla.Vocab(self._model)
         self.n_vocab = self.vocab.n_tokens
-        self.slots = KVSlots(self.options.n_seq_max)
-        self._batch = lla.Batch(self.n_batch)
         self._lock = threading.RLock()
+        self._slots = KVSlots(self.options.n_seq_max, lla.SequenceMemory(self._ctx), self._lock)
+        self._batch = lla.Batch(self.n_batch)
         self.decode_calls = 0
         self.decoded_tokens = 0  # tokens fed to llama_decode (cache hits are not counted)
         self.decode_seconds = 0.0
@@ -261,69 +208,100 @@ class Engine:
                 f"{self.n_ctx}; shorten it or load the model with a larger n_ctx"
             )
 
-    # ------------------------------------------------------- KV slots ---
-    def reset_cache(self) -> None:
+    # ------------------------------------------------------ KV leases ---
+    def lease(self, tokens: Sequence[int], reuse_limit: int | None = None) -> KVLease:
+        """A KV sequence to continue ``tokens`` in, already holding their longest
+        cached prefix of at most ``reuse_limit`` tokens (default ``len(tokens) - 1``:
+        one token is left to evaluate, for its logits; 0: start empty).  Feed it
+        the rest with ``evaluate``.  Use it in a ``with`` block: until it is
+        released this thread holds the engine's lock."""
+        limit = len(tokens) - 1 if reuse_limit is None else reuse_limit
+        return self._slots.lease(tokens, limit)
+
+    @contextmanager
+    def lease_prompts(self, prompts: Sequence[Sequence[int]], stats: GenerateStats) -> Iterator[list[KVLease]]:
+        """One lease per prompt holding ``prompt[:-1]`` (the prompts' shared
+        prefix computed once), released when the block ends."""
+        for p in prompts:
+            if not p:
+                raise SpecSearchError("empty prompt: nothing to condition on")
+            self.check_fits(len(p) + 1)
+        with self._lock, ExitStack() as held:
+            self._cache_shared_prefix(prompts, min((len(p) for p in prompts), default=1) - 1)
+            leases = [held.enter_context(self.lease(p)) for p in prompts]
+            feeds = []
+            for lease, p in zip(leases, prompts):
+                stats.prompt_tokens += len(p)
+                stats.reused_tokens += len(lease)
+                feeds.append(Feed(lease, p[len(lease) : -1]))
+            self.evaluate(feeds)
+            yield leases
+
+    def _cache_shared_prefix(self, token_lists: Sequence[Sequence[int]], limit: int) -> None:
+        """Evaluate the prefix (at most ``limit`` tokens) all the lists share, once:
+        their own leases then share its cells instead of each computing it."""
+        if len(token_lists) < 2:
+            return
+        common = list(token_lists[0][:limit])
+        for tokens in token_lists[1:]:
+            common = common[: common_prefix_len(common, tokens)]
+        if len(common) > 1:
+            with self.lease(common, len(common)) as shared:
+                self.evaluate([Feed(shared, common[len(shared) :])])
+
+    def evaluate(
+        self,
+        feeds: Sequence[Feed],
+        row_fn: Callable[[np.ndarray, int, int], object] | None = None,
+    ) -> list[list]:
+        """Decode each feed's tokens into its lease; return, per feed, copies of
+        the logits at its ``outputs`` offsets, or ``row_fn(logits_row_view,
+        feed_index, offset)`` of them (no copy of the row).
+
+        Feeds are packed into as few decodes of at most n_batch tokens as possible.
+        """
         with self._lock:
-            lla.memory_clear(self._ctx)
-            for s in range(len(self.slots)):
-                self.slots.tokens[s] = []
+            results: list[list] = [[] for _ in feeds]
+            pending: list[tuple[int, int]] = []  # (feed, offset) of each output of the current batch
+            fed: dict[int, list[int]] = {}  # slot -> tokens in the current batch
+            batch = self._batch
+            batch.clear()
 
-    def _evict(self, slot: int) -> None:
-        lla.seq_remove(self._ctx, slot, 0, -1)
-        self.slots.tokens[slot] = []
+            def flush() -> None:
+                if batch.n == 0:
+                    return
+                self._decode(batch)
+                for slot, tokens in fed.items():
+                    self._slots.record(slot, tokens)
+                if pending:
+                    rows = lla.output_logits(self._ctx, batch.n_outputs, self.n_vocab)
+                    for row, (j, k) in enumerate(pending):
+                        results[j].append(np.array(rows[row]) if row_fn is None else row_fn(rows[row], j, k))
+                pending.clear()
+                fed.clear()
+                batch.clear()
 
-    def _take_slot(self, exclude: set[int] = frozenset()) -> int | None:
-        slot = self.slots.free_slot()
-        if slot is None:
-            slot = self.slots.eviction_candidate(exclude)
-            if slot is not None:
-                self._evict(slot)
-        return slot
+            for j, (lease, tokens, outputs) in enumerate(feeds):
+                if not lease.belongs_to(self._slots):
+                    raise ValueError("a KV lease of another engine")
+                slot, want = lease.slot, set(outputs)
+                base = len(lease)
+                self.check_fits(base + len(tokens))
+                for k, tok in enumerate(tokens):
+                    if batch.free == 0:
+                        flush()
+                        base = len(lease) - k
+                    out = k in want
+                    batch.add(tok, base + k, slot, out)
+                    fed.setdefault(slot, []).append(tok)
+                    if out:
+                        pending.append((j, k))
+            flush()
+            return results
 
-    def _acquire(self, tokens: Sequence[int], reuse_limit: int) -> int:
-        """A busy slot holding the longest cached prefix of ``tokens[:reuse_limit]``."""
-        want = list(tokens[:reuse_limit])
-        best, lcp = self.slots.best_prefix(want) if want else (None, 0)
-        idle_best = best is not None and best not in self.slots.busy
-        if idle_best and lcp == len(self.slots.tokens[best]):
-            slot = best  # the cached sequence is a prefix of the request: extend in place
-        else:
-            slot = self._take_slot(exclude={best} if best is not None else set())
-            if slot is None:
-                if not idle_best:
-                    raise KVCacheFullError(
-                        f"all {len(self.slots)} KV sequences are in use; lower beams x children"
-                    )
-                slot = best
-                self._truncate(slot, lcp)
-            elif best is not None and lcp > 0:
-                lla.seq_copy(self._ctx, best, slot, 0, lcp)
-                self.slots.tokens[slot] = want[:lcp]
-        self.slots.busy.add(slot)
-        self.slots.touch(slot)
-        return slot
-
-    def _fork(self, src: int, n: int) -> list[int]:
-        """n busy slots sharing ``src``'s cells."""
-        out = []
-        for _ in range(n):
-            slot = self._take_slot(exclude={src})
-            if slot is None:
-                raise KVCacheFullError(f"cannot fork {n} sequences: only {len(self.slots)} KV sequences")
-            lla.seq_copy(self._ctx, src, slot, 0, -1)
-            self.slots.tokens[slot] = list(self.slots.tokens[src])
-            self.slots.busy.add(slot)
-            self.slots.touch(slot)
-            out.append(slot)
-        return out
-
-    def _truncate(self, slot: int, n: int) -> None:
-        if len(self.slots.tokens[slot]) > n:
-            lla.seq_remove(self._ctx, slot, n, -1)
-            del self.slots.tokens[slot][n:]
-
-    def _release(self) -> None:
-        self.slots.busy.clear()
+    def reset_cache(self) -> None:
+        """Forget every cached sequence (no lease may be open)."""
+        self._slots.clear()
 
     # --------------------------------------------------------- decode ---
     def _decode(self, batch: lla.Batch) -> None:
@@ -333,213 +311,102 @@ class Engine:
             if rc == 0:
                 break
             if rc == 1:  # no KV room; llama.cpp left the cache untouched
-                victim = self.slots.eviction_candidate()
-                if victim is None:
+                if not self._slots.evict_idle():
                     raise KVCacheFullError(
                         f"the KV cache ({self.n_ctx} tokens) is full; load with a larger n_ctx "
                         "or use fewer beams / children"
                     )
-                self._evict(victim)
                 continue
             raise SpecSearchError(f"llama_decode failed with status {rc}: {lla.recent_log()}")
         self.decode_calls += 1
         self.decoded_tokens += batch.n
         self.decode_seconds += time.perf_counter() - t0
 
-    def _evaluate(
-        self,
-        jobs: list[tuple[int, Sequence[int], Sequence[int]]],
-        row_fn: Callable[[np.ndarray, int, int], object] | None = None,
-    ) -> list[list]:
-        """Feed ``new_tokens`` to each job's slot; return copies of the logits
-        at the requested offsets (indices into new_tokens), per job, or
-        ``row_fn(logits_row_view, job, offset)`` of them (no copy of the row).
-
-        Jobs are packed into as few decodes of at most n_batch tokens as possible.
-        """
-        results: list[list[np.ndarray]] = [[] for _ in jobs]
-        pending: list[tuple[int, int]] = []  # (job, output row) of the current batch
+    def _decode_step(self, steps: Sequence[tuple[KVLease, int]]) -> list[int]:
+        """One token into each lease, in one decode, all with outputs; their batch indices."""
         batch = self._batch
         batch.clear()
-        fed: list[tuple[int, int]] = []  # (slot, token) fed in the current batch
-
-        def flush() -> None:
-            if batch.n == 0:
-                return
-            self._decode(batch)
-            for slot, tok in fed:
-                self.slots.tokens[slot].append(tok)
-            if pending:
-                rows = lla.output_logits(self._ctx, batch.n_outputs, self.n_vocab)
-                for row, (job, k) in enumerate(pending):
-                    results[job].append(np.array(rows[row]) if row_fn is None else row_fn(rows[row], job, k))
-            pending.clear()
-            fed.clear()
-            batch.clear()
-
-        for j, (slot, new_tokens, offsets) in enumerate(jobs):
-            want = set(offsets)
-            base = len(self.slots.tokens[slot])
-            self.check_fits(base + len(new_tokens))
-            for k, tok in enumerate(new_tokens):
-                if batch.free == 0:
-                    flush()
-                    base = len(self.slots.tokens[slot]) - k
-                out = k in want
-                batch.add(tok, base + k, slot, out)
-                fed.append((slot, tok))
-                if out:
-                    pending.append((j, k))
-        flush()
-        return results
+        index = [batch.add(tok, len(lease), lease.slot, True) for lease, tok in steps]
+        self._decode(batch)
+        for lease, tok in steps:
+            self._slots.record(lease.slot, (tok,))
+        return index
 
     # ------------------------------------------------------- generate ---
-    def prefill(self, prompts: Sequence[Sequence[int]], stats: GenerateStats) -> list[int]:
-        """Busy slots holding ``prompt[:-1]`` for each prompt (shared prefix computed once)."""
-        for p in prompts:
-            if not p:
-                raise SpecSearchError("empty prompt: nothing to condition on")
-            self.check_fits(len(p) + 1)
-        if len(prompts) > 1:
-            common = list(prompts[0])
-            for p in prompts[1:]:
-                common = common[: common_prefix_len(common, list(p))]
-            common = common[: min(len(p) for p in prompts) - 1]
-            if len(common) > 1:
-                slot = self._acquire(common, len(common))
-                self._evaluate([(slot, common[len(self.slots.tokens[slot]) :], ())])
-                self.slots.busy.discard(slot)
-        slots, jobs = [], []
-        for p in prompts:
-            slot = self._acquire(p, len(p) - 1)
-            cached = len(self.slots.tokens[slot])
-            stats.prompt_tokens += len(p)
-            stats.reused_tokens += cached
-            slots.append(slot)
-            jobs.append((slot, list(p[cached:-1]), ()))
-        self._evaluate(jobs)
-        return slots
-
-    def generate(
-        self,
-        prompts: Sequence[Sequence[int]] | Sequence[int],
-        n: int = 1,
-        *,
-        max_tokens: int = 128,
-        sampling: SamplingParams = GREEDY,
-        seeds: Sequence[int] | None = None,
-        stop: Sequence[str] = (),
-        logprobs: bool = True,
-        should_stop: Callable[[], bool] | None = None,
-    ) -> GenerateOutput:
-        """n continuations of each prompt (token lists), decoded together.
-
-        ``should_stop`` is polled once per decoding step; when it returns True
-        every unfinished sequence ends with finish reason "cancelled".
-
-        ``logprobs=False`` skips the per-token log-probabilities (a pass over
-        the whole vocabulary per token; the search does not need them).
-
-        Sequence k (prompt k // n, child k % n) samples with ``seeds[k]``
-        (default: 0, 1, 2, ...): the same seed gives the same continuation
-        whether it runs alone or batched with others.
-        """
-        prompts = _as_prompt_list(prompts)
-        total = len(prompts) * n
-        seeds = list(seeds) if seeds is not None else list(range(total))
-        if len(seeds) != total:
-            raise ValueError(f"need {total} seeds, got {len(seeds)}")
+    def run(self, request: GenerateRequest) -> GenerateOutput:
+        """``generate`` (see TokenGenerator.generate) with its arguments packed."""
         with self._lock:
             stats = GenerateStats()
             t0 = time.perf_counter()
             calls0 = self.decode_calls
-            try:
-                gens = self._generate(prompts, n, max_tokens, sampling, seeds, stop, stats, logprobs, should_stop)
-            finally:
-                self._release()
+            with self.lease_prompts(request.prompts, stats) as prompt_leases:
+                gens = self._sample(request, prompt_leases)
             stats.wall_seconds = time.perf_counter() - t0
             stats.decode_calls = self.decode_calls - calls0
             stats.generated_tokens = sum(len(g.tokens) for g in gens)
             return GenerateOutput(gens, stats)
 
-    def _generate(self, prompts, n, max_tokens, sampling, seeds, stop, stats, want_logprobs, should_stop) -> list[Generation]:
-        prompt_slots = self.prefill(prompts, stats)
+    def _sample(self, request: GenerateRequest, prompt_leases: list[KVLease]) -> list[Generation]:
         # The prompts' last tokens go in one decode so all first samples come from it.
-        batch = self._batch
-        batch.clear()
-        first_index = []
-        for slot, p in zip(prompt_slots, prompts):
-            first_index.append(batch.add(p[-1], len(self.slots.tokens[slot]), slot, True))
-        self._decode(batch)
-        for slot, p in zip(prompt_slots, prompts):
-            self.slots.tokens[slot].append(p[-1])
-        seq_slots, seq_index, seq_prompt = [], [], []
-        for i, slot in enumerate(prompt_slots):
-            children = self._fork(slot, n)
-            seq_slots += children
-            seq_index += [first_index[i]] * n
-            seq_prompt += [i] * n
+        first_index = self._decode_step([(lease, p[-1]) for lease, p in zip(prompt_leases, request.prompts)])
+        leases: list[KVLease] = []
+        seq_index: list[int] = []
+        for lease, index in zip(prompt_leases, first_index):
+            leases += lease.fork(request.n)
+            seq_index += [index] * request.n
+        sampling = request.sampling
         chains = [
             lla.SamplerChain(sampling.temperature, sampling.top_k, sampling.top_p, sampling.min_p, s)
-            for s in seeds
+            for s in request.seeds
         ]
-        checkers = [StopChecker(stop) for _ in seq_slots]
-        tokens: list[list[int]] = [[] for _ in seq_slots]
-        logprobs: list[list[float]] = [[] for _ in seq_slots]
-        finish: list[str | None] = [None] * len(seq_slots)
-        live = list(range(len(seq_slots)))
-        n_out = batch.n_outputs
-        while live:
-            rows = lla.output_logits(self._ctx, n_out, self.n_vocab)
-            sampled = [chains[k].sample(self._ctx, seq_index[k]) for k in live]
-            if want_logprobs:
-                idx = np.array([seq_index[k] for k in live])
-                lse = logsumexp_rows(rows[idx])[:, 0]
-                for k, tok, z, i in zip(live, sampled, lse, idx):
-                    logprobs[k].append(float(rows[i, tok]) - float(z))
-            for k, tok in zip(live, sampled):
-                tokens[k].append(tok)
-                if self.is_eog(tok):
-                    finish[k] = "eos"
-                elif checkers[k].push(self.vocab.piece(tok)):
-                    finish[k] = "stop"
-                elif len(tokens[k]) >= max_tokens:
-                    finish[k] = "length"
-                elif len(self.slots.tokens[seq_slots[k]]) + 1 >= self.n_ctx:
-                    finish[k] = "context"
-            live = [k for k in live if finish[k] is None]
-            if live and should_stop is not None and should_stop():
-                for k in live:
-                    finish[k] = "cancelled"
-                live = []
-            if not live:
-                break
-            batch.clear()
-            for k in live:
-                slot = seq_slots[k]
-                seq_index[k] = batch.add(tokens[k][-1], len(self.slots.tokens[slot]), slot, True)
-            self._decode(batch)
-            for k in live:
-                self.slots.tokens[seq_slots[k]].append(tokens[k][-1])
-            n_out = batch.n_outputs
-        for c in chains:
-            c.close()
+        checkers = [StopChecker(request.stop) for _ in leases]
+        tokens: list[list[int]] = [[] for _ in leases]
+        logprobs: list[list[float]] = [[] for _ in leases]
+        finish: list[str | None] = [None] * len(leases)
+        live = list(range(len(leases)))
+        n_out = len(prompt_leases)
+        try:
+            while live:
+                rows = lla.output_logits(self._ctx, n_out, self.n_vocab)
+                sampled = [chains[k].sample(self._ctx, seq_index[k]) for k in live]
+                if request.logprobs:
+                    idx = np.array([seq_index[k] for k in live])
+                    lse = logsumexp_rows(rows[idx])[:, 0]
+                    for k, tok, z, i in zip(live, sampled, lse, idx):
+                        logprobs[k].append(float(rows[i, tok]) - float(z))
+                for k, tok in zip(live, sampled):
+                    tokens[k].append(tok)
+                    if self.is_eog(tok):
+                        finish[k] = "eos"
+                    elif checkers[k].push(self.vocab.piece(tok)):
+                        finish[k] = "stop"
+                    elif len(tokens[k]) >= request.max_tokens:
+                        finish[k] = "length"
+                    elif len(leases[k]) + 1 >= self.n_ctx:
+                        finish[k] = "context"
+                live = [k for k in live if finish[k] is None]
+                if live and request.should_stop is not None and request.should_stop():
+                    for k in live:
+                        finish[k] = "cancelled"
+                    live = []
+                if not live:
+                    break
+                for k, index in zip(live, self._decode_step([(leases[k], tokens[k][-1]) for k in live])):
+                    seq_index[k] = index
+                n_out = len(live)
+        finally:
+            for c in chains:
+                c.close()
+        prompt_of = request.prompt_of
         return [
-            Generation(checkers[k].finish(), tokens[k], logprobs[k], finish[k] or "length", seq_prompt[k])
-            for k in range(len(seq_slots))
+            Generation(checkers[k].finish(), tokens[k], logprobs[k], finish[k] or "length", prompt_of[k])
+            for k in range(len(leases))
         ]
 
     # ---------------------------------------------------------- score ---
     def score(self, requests: Sequence[ScoreRequest], reuse: bool = True) -> list[np.ndarray]:
         """For each request an array [len(positions), len(candidates)] of
         log-softmax values: log P(candidate | tokens[: position + 1])."""
-        with self._lock:
-            try:
-                return self._score(requests, reuse)
-            finally:
-                self._release()
-
-    def _score(self, requests: Sequence[ScoreRequest], reuse: bool) -> list[np.ndarray]:
         if not requests:
             return []
         for r in requests:
@@ -548,29 +415,18 @@ class Engine:
             if min(r.positions) < 0 or max(r.positions) >= len(r.tokens):
                 raise ValueError("score positions must index the request's tokens")
             self.check_fits(len(r.tokens), "scoring input")
-        if not reuse:
-            self.reset_cache()
-        limits = [min(r.positions) for r in requests]
-        if reuse and len(requests) > 1:
-            common = list(requests[0].tokens)
-            for r in requests[1:]:
-                common = common[: common_prefix_len(common, list(r.tokens))]
-            common = common[: min(limits)]
-            if len(common) > 1:
-                slot = self._acquire(common, len(common))
-                self._evaluate([(slot, common[len(self.slots.tokens[slot]) :], ())])
-                self.slots.busy.discard(slot)
-        jobs = []
-        for r, limit in zip(requests, limits):
-            slot = self._acquire(r.tokens, limit if reuse else 0)
-            cached = len(self.slots.tokens[slot])
-            jobs.append((slot, list(r.tokens[cached:]), [p - cached for p in r.positions]))
-        rows = self._evaluate(jobs)
-        out = []
-        for r, job_rows in zip(requests, rows):
-            block = np.stack(job_rows)
-            out.append(log_softmax_at(block, list(r.candidates)))
-        return out
+        limits = [min(r.positions) if reuse else 0 for r in requests]
+        with self._lock, ExitStack() as held:
+            if reuse:
+                self._cache_shared_prefix([r.tokens for r in requests], min(limits))
+            else:
+                self.reset_cache()
+            leases = [held.enter_context(self.lease(r.tokens, limit)) for r, limit in zip(requests, limits)]
+            rows = self.evaluate([
+                Feed(lease, r.tokens[len(lease) :], [p - len(lease) for p in r.positions])
+                for lease, r in zip(leases, requests)
+            ])
+        return [log_softmax_at(np.stack(job_rows), list(r.candidates)) for r, job_rows in zip(requests, rows)]
 
     # ------------------------------------------------- hidden states ---
     def hidden_states(self, requests: Sequence[HiddenRequest], reuse: bool = True) -> list[HiddenResult]:
@@ -580,14 +436,6 @@ class Engine:
         (llama.cpp would otherwise output every token of a long prefill); the
         wanted tokens of all requests go in one decode with embeddings on.
         """
-        with self._lock:
-            try:
-                return self._hidden_states(requests, reuse)
-            finally:
-                lla.set_embeddings(self._ctx, False)
-                self._release()
-
-    def _hidden_states(self, requests: Sequence[HiddenRequest], reuse: bool) -> list[HiddenResult]:
         for r in requests:
             if not r.positions:
                 raise ValueError("a hidden-state request needs at least one position")
@@ -596,13 +444,20 @@ class Engine:
             if r.logprob_from is not None and not 1 <= r.logprob_from <= r.positions[0]:
                 raise ValueError("logprob_from must lie in [1, first position]")
             self.check_fits(len(r.tokens), "scoring input")
-        if not reuse:
-            self.reset_cache()
         # A cached prefix may cover at most the tokens before the first wanted
         # position (and before the first token whose log-prob is wanted).
-        limits = [min(r.positions[0], r.logprob_from - 1 if r.logprob_from else r.positions[0]) for r in requests]
-        slots = [self._acquire(r.tokens, limit if reuse else 0) for r, limit in zip(requests, limits)]
-        done = [len(self.slots.tokens[s]) for s in slots]  # tokens already in each slot
+        limits = [min(r.positions[0], r.logprob_from - 1 if r.logprob_from else r.positions[0]) if reuse else 0
+                  for r in requests]
+        with self._lock, ExitStack() as held:
+            if not reuse:
+                self.reset_cache()
+            leases = [held.enter_context(self.lease(r.tokens, limit)) for r, limit in zip(requests, limits)]
+            try:
+                return self._hidden_states(requests, leases)
+            finally:
+                lla.set_embeddings(self._ctx, False)
+
+    def _hidden_states(self, requests: Sequence[HiddenRequest], leases: list[KVLease]) -> list[HiddenResult]:
         hidden: list[list[np.ndarray]] = [[] for _ in requests]
         logps: list[list[float]] = [[] for _ in requests]
         n_embd = self.facts.n_embd
@@ -611,57 +466,49 @@ class Engine:
             # 1. Embeddings off: each request's tokens up to its next wanted position.
             #    Outputs only where a token's log-prob is wanted: the logits at
             #    absolute index t predict token t + 1.
-            jobs = []
-            for i in active:
+            feeds = []
+            starts = [len(leases[i]) for i in active]
+            for i, start in zip(active, starts):
                 r = requests[i]
-                new = list(r.tokens[done[i] : r.positions[round_]])
-                start = r.logprob_from if r.logprob_from is not None else len(r.tokens) + 1
-                offs = [k for k in range(len(new)) if done[i] + k + 1 >= start]
-                jobs.append((slots[i], new, offs))
-            starts = [done[i] for i in active]
+                new = list(r.tokens[start : r.positions[round_]])
+                first_logprob = r.logprob_from if r.logprob_from is not None else len(r.tokens) + 1
+                feeds.append(Feed(leases[i], new, [k for k in range(len(new)) if start + k + 1 >= first_logprob]))
 
             def next_logprob(row: np.ndarray, j: int, k: int) -> float:
                 return _logprob_of(row, requests[active[j]].tokens[starts[j] + k + 1])
 
-            rows = self._evaluate(jobs, row_fn=next_logprob)
-            for j, i in enumerate(active):
-                logps[i] += rows[j]
-                done[i] += len(jobs[j][1])
+            for i, lps in zip(active, self.evaluate(feeds, row_fn=next_logprob)):
+                logps[i] += lps
             # 2. Embeddings on: the wanted tokens of all requests in one decode.
-            batch = self._batch
-            batch.clear()
-            index = {i: batch.add(requests[i].tokens[requests[i].positions[round_]], done[i], slots[i], True)
-                     for i in active}
             lla.set_embeddings(self._ctx, True)
             try:
-                self._decode(batch)
+                index = self._decode_step([(leases[i], requests[i].tokens[requests[i].positions[round_]])
+                                           for i in active])
             finally:
                 lla.set_embeddings(self._ctx, False)
             # With embeddings on every token of the batch is an output, in batch order.
-            logits = lla.output_logits(self._ctx, batch.n, self.n_vocab)
-            for i in active:
+            logits = lla.output_logits(self._ctx, len(active), self.n_vocab)
+            for i, b in zip(active, index):
                 r = requests[i]
                 pos = r.positions[round_]
-                self.slots.tokens[slots[i]].append(r.tokens[pos])
-                hidden[i].append(lla.output_hidden(self._ctx, index[i], n_embd))
+                hidden[i].append(lla.output_hidden(self._ctx, b, n_embd))
                 if r.logprob_from is not None and pos + 1 < len(r.tokens):
-                    logps[i].append(_logprob_of(logits[index[i]], r.tokens[pos + 1]))
-                done[i] += 1
+                    logps[i].append(_logprob_of(logits[b], r.tokens[pos + 1]))
         # 3. Log-probs wanted after the last position: embeddings off again.
-        tail_jobs, tail_of = [], []
-        for i, r in enumerate(requests):
-            if r.logprob_from is not None and done[i] < len(r.tokens) - 1:
-                new = list(r.tokens[done[i] : len(r.tokens) - 1])
-                tail_jobs.append((slots[i], new, list(range(len(new)))))
-                tail_of.append(i)
-        if tail_jobs:
-            tail_starts = [done[i] for i in tail_of]
-            rows = self._evaluate(
-                tail_jobs,
+        tail_of = [i for i, r in enumerate(requests)
+                   if r.logprob_from is not None and len(leases[i]) < len(r.tokens) - 1]
+        if tail_of:
+            tail_starts = [len(leases[i]) for i in tail_of]
+            tail_feeds = []
+            for i, start in zip(tail_of, tail_starts):
+                new = list(requests[i].tokens[start : len(requests[i].tokens) - 1])
+                tail_feeds.append(Feed(leases[i], new, range(len(new))))
+            rows = self.evaluate(
+                tail_feeds,
                 row_fn=lambda row, j, k: _logprob_of(row, requests[tail_of[j]].tokens[tail_starts[j] + k + 1]),
             )
-            for j, i in enumerate(tail_of):
-                logps[i] += rows[j]
+            for i, lps in zip(tail_of, rows):
+                logps[i] += lps
         out = []
         for i, r in enumerate(requests):
             lp = None
@@ -698,9 +545,3 @@ class Engine:
 def _logprob_of(row: np.ndarray, token: int) -> float:
     """log-softmax(row)[token] (row is a view of llama.cpp's logits)."""
     return float(log_softmax_at(row, [token])[0])
-
-
-def _as_prompt_list(prompts: Sequence[Sequence[int]] | Sequence[int]) -> list[list[int]]:
-    if prompts and isinstance(prompts[0], (int, np.integer)):
-        return [list(prompts)]  # type: ignore[arg-type]
-    return [list(p) for p in prompts]  # type: ignore[union-attr]

@@ -72,12 +72,7 @@ def supports_gpu_offload() -> bool:
     return bool(L.llama_supports_gpu_offload())
 
 
-def library_version() -> str:
-    return llama_cpp.__version__
-
-
 # ----------------------------------------------------------------- models ---
-LOAD_MODE_AUTO = -1
 LOAD_MODE_READ = 0  # plain reads into memory, no mmap
 
 
@@ -340,18 +335,22 @@ def output_hidden(ctx: L.llama_context_p, batch_index: int, n_embd: int) -> np.n
 
 
 # --------------------------------------------------------- KV sequences ---
-def seq_remove(ctx: L.llama_context_p, seq_id: int, p0: int = 0, p1: int = -1) -> None:
-    """Drop positions [p0, p1) of a sequence (p1 = -1: to the end)."""
-    L.llama_memory_seq_rm(L.llama_get_memory(ctx), seq_id, p0, p1)
+class SequenceMemory:
+    """The KV sequence operations of one context (kv_slots.KVCache)."""
 
+    def __init__(self, ctx: L.llama_context_p) -> None:
+        self._ctx = ctx
 
-def seq_copy(ctx: L.llama_context_p, src: int, dst: int, p0: int, p1: int) -> None:
-    """Make dst share src's cells for positions [p0, p1) (no recomputation)."""
-    L.llama_memory_seq_cp(L.llama_get_memory(ctx), src, dst, p0, p1)
+    def remove(self, slot: int, start: int) -> None:
+        """Drop the sequence's positions from ``start`` on."""
+        L.llama_memory_seq_rm(L.llama_get_memory(self._ctx), slot, start, -1)
 
+    def copy(self, src: int, dst: int, n: int) -> None:
+        """Make dst share src's cells for positions [0, n) (n = -1: all; no recomputation)."""
+        L.llama_memory_seq_cp(L.llama_get_memory(self._ctx), src, dst, 0, n)
 
-def memory_clear(ctx: L.llama_context_p) -> None:
-    L.llama_memory_clear(L.llama_get_memory(ctx), True)
+    def clear(self) -> None:
+        L.llama_memory_clear(L.llama_get_memory(self._ctx), True)
 
 
 # -------------------------------------------------------------- tokenizer ---

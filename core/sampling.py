@@ -70,11 +70,5 @@ def distribution(logits: np.ndarray, params: SamplingParams) -> tuple[np.ndarray
     return ids, probs / probs.sum()
 
 
-def dense(ids: np.ndarray, probs: np.ndarray, n_vocab: int) -> np.ndarray:
-    out = np.zeros(n_vocab)
-    out[ids] = probs
-    return out
-
-
 def sample_from(ids: np.ndarray, probs: np.ndarray, rng: np.random.Generator) -> int:
     return int(ids[min(int(np.searchsorted(np.cumsum(probs), rng.random() * probs.sum())), len(ids) - 1)])

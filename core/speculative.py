@@ -14,19 +14,24 @@ k adapts: a cost model (decode time as a + b * tokens-in-batch for each
 engine, acceptance probability alpha) picks the k with the highest expected
 tokens per second, k = 0 (plain target decoding) when drafting does not pay,
 with an occasional probe round to notice when it starts paying.
+
+Both engines are driven through their public KV-lease API (Engine.lease,
+lease_prompts, evaluate; KVLease.fork / truncate), never their internals.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 
-from .engine import Engine, GenerateOutput, GenerateStats, Generation, StopChecker, _as_prompt_list
+from .engine import Engine, Feed
+from .generation import GenerateOutput, GenerateRequest, GenerateStats, Generation, StopChecker, TokenGenerator
+from .kv_slots import KVLease
 from .errors import IncompatibleVocabError
-from .sampling import GREEDY, SamplingParams, distribution, log_softmax_at, sample_from
+from .sampling import distribution, log_softmax_at, sample_from
 
 MAX_VOCAB_SIZE_DIFF = 128  # as llama.cpp's own speculative example allows
 
@@ -158,15 +163,18 @@ class AdaptiveDraftLength:
         return self.verify_growth + self.draft_ratio >= 1.0
 
 
-class SpeculativeDecoder:
-    """Target engine + draft engine; ``generate`` mirrors Engine.generate."""
+class SpeculativeDecoder(TokenGenerator):
+    """Target engine + draft engine; ``generate`` mirrors Engine.generate.
+
+    Works on the engines' public KV-lease API only (tests/test_architecture.py
+    checks): the target's prompt leases and their forks, and draft leases
+    taken on first use, are all released when a call ends, also on errors.
+    """
 
     def __init__(self, target: Engine, draft: Engine, k: int = 4, adaptive: bool = True, k_max: int = 8) -> None:
         check_vocab_compatible(target, draft)
         self.target = target
         self.draft = draft
-        # When a list: (emitted token, argmax of the target's verification row) per token (tests).
-        self.trace: list[tuple[int, int]] | None = None
         self.policy = AdaptiveDraftLength(k_init=k, k_max=max(k, k_max), adaptive=adaptive)
         # Static costs for sampling mode: decoding is memory-bound, so a step
         # costs in proportion to the weights read; on the CPU verification is
@@ -174,36 +182,17 @@ class SpeculativeDecoder:
         self.policy.draft_ratio = draft.info.file_size / max(1, target.info.file_size)
         self.policy.verify_growth = 0.1 if target.n_gpu_layers > 0 else 1.0
 
-    def generate(
-        self,
-        prompts: Sequence[Sequence[int]] | Sequence[int],
-        n: int = 1,
-        *,
-        max_tokens: int = 128,
-        sampling: SamplingParams = GREEDY,
-        seeds: Sequence[int] | None = None,
-        stop: Sequence[str] = (),
-        logprobs: bool = True,
-        should_stop: Callable[[], bool] | None = None,
-    ) -> GenerateOutput:
-        prompts = _as_prompt_list(prompts)
-        total = len(prompts) * n
-        seeds = list(seeds) if seeds is not None else list(range(total))
-        if len(seeds) != total:
-            raise ValueError(f"need {total} seeds, got {len(seeds)}")
-        if self.policy.adaptive and not sampling.greedy and self.policy.drafting_never_pays():
+    def run(self, request: GenerateRequest) -> GenerateOutput:
+        """``generate`` (see TokenGenerator.generate) with its arguments packed."""
+        if self.policy.adaptive and not request.sampling.greedy and self.policy.drafting_never_pays():
             # Plain decoding is what adaptive k would settle on; the native
             # sampler does it without copying logits out of llama.cpp.
-            return self.target.generate(prompts, n, max_tokens=max_tokens, sampling=sampling, seeds=seeds,
-                                        stop=stop, logprobs=logprobs, should_stop=should_stop)
+            return self.target.run(request)
         stats = GenerateStats()
         t0 = time.perf_counter()
-        with self.target._lock, self.draft._lock:
-            try:
-                gens = _SpecRun(self, prompts, n, max_tokens, sampling, seeds, stop, stats, logprobs).run(should_stop)
-            finally:
-                self.target._release()
-                self.draft._release()
+        # Target lock first, then the draft's (taken with the first draft lease).
+        with self.target.lease_prompts(request.prompts, stats) as prompt_leases, ExitStack() as draft_leases:
+            gens = _SpecRun(self, request, stats, prompt_leases, draft_leases).run()
         stats.wall_seconds = time.perf_counter() - t0
         stats.generated_tokens = sum(len(g.tokens) for g in gens)
         return GenerateOutput(gens, stats)
@@ -212,34 +201,33 @@ class SpeculativeDecoder:
 class _SpecRun:
     """State of one speculative generate call."""
 
-    def __init__(self, dec: SpeculativeDecoder, prompts, n, max_tokens, sampling, seeds, stop, stats, want_logprobs) -> None:
-        self.want_logprobs = want_logprobs
+    def __init__(self, dec: SpeculativeDecoder, request: GenerateRequest, stats: GenerateStats,
+                 prompt_leases: list[KVLease], draft_leases: ExitStack) -> None:
         self.dec, self.t, self.d = dec, dec.target, dec.draft
-        self.prompts, self.n, self.max_tokens = prompts, n, max_tokens
-        self.sampling, self.stats = sampling, stats
-        self.rngs = [np.random.default_rng(s) for s in seeds]
-        self.checkers = [StopChecker(stop) for _ in seeds]
-        k_total = len(seeds)
-        self.ctx: list[list[int]] = []
-        self.out: list[list[int]] = [[] for _ in range(k_total)]
-        self.logprobs: list[list[float]] = [[] for _ in range(k_total)]
-        self.finish: list[str | None] = [None] * k_total
-        self.prompt_of = [i for i in range(len(prompts)) for _ in range(n)]
-
-    def run(self, should_stop: Callable[[], bool] | None = None) -> list[Generation]:
-        t_slots = [c for s in self.t.prefill(self.prompts, self.stats) for c in self.t._fork(s, self.n)]
-        self.t_slots = t_slots
-        # Draft slots are taken on first use: when drafting does not pay, the
+        self.request, self.stats = request, stats
+        self.sampling, self.max_tokens = request.sampling, request.max_tokens
+        self.rngs = [np.random.default_rng(s) for s in request.seeds]
+        self.checkers = [StopChecker(request.stop) for _ in request.seeds]
+        self.prompt_of = request.prompt_of
+        self.ctx = [list(request.prompts[i]) for i in self.prompt_of]
+        self.out: list[list[int]] = [[] for _ in self.ctx]
+        self.logprobs: list[list[float]] = [[] for _ in self.ctx]
+        self.finish: list[str | None] = [None] * len(self.ctx)
+        # Each target lease holds a prefix of ctx[s] (prompt[:-1] at first).
+        self.t_leases = [fork for lease in prompt_leases for fork in lease.fork(request.n)]
+        # Draft leases are taken on first use: when drafting does not pay, the
         # draft model never spends time on the prompt.
-        self.d_slots: list[int | None] = [None] * len(t_slots)
-        self.ctx = [list(self.prompts[i]) for i in self.prompt_of]
-        live = list(range(len(self.ctx)))
+        self.d_leases: list[KVLease | None] = [None] * len(self.ctx)
+        self.draft_leases = draft_leases
         self.accepted = self.tested = 0
+
+    def run(self) -> list[Generation]:
+        should_stop = self.request.should_stop
+        live = list(range(len(self.ctx)))
         while live:
             # prior 0.7 for acceptance, then this call's own history
             alpha = (self.accepted + 0.7 * 8) / (self.tested + 8)
-            catchup = sum(len(self.ctx[s]) - (len(self.d.slots.tokens[self.d_slots[s]]) if self.d_slots[s] is not None else 0)
-                          for s in live)
+            catchup = sum(len(self.ctx[s]) - self._draft_held(s) for s in live)
             k = self.dec.policy.choose(len(live), self.sampling.greedy, alpha, catchup)
             self._round(live, k)
             live = [s for s in live if self.finish[s] is None]
@@ -251,6 +239,16 @@ class _SpecRun:
             Generation(self.checkers[s].finish(), self.out[s], self.logprobs[s], self.finish[s] or "length", self.prompt_of[s])
             for s in range(len(self.ctx))
         ]
+
+    def _draft_held(self, s: int) -> int:
+        lease = self.d_leases[s]
+        return len(lease) if lease is not None else 0
+
+    def _draft_lease(self, s: int) -> KVLease:
+        lease = self.d_leases[s]
+        if lease is None:
+            lease = self.d_leases[s] = self.draft_leases.enter_context(self.d.lease(self.ctx[s]))
+        return lease
 
     def _room(self, s: int) -> int:
         """Most tokens sequence s may still emit."""
@@ -264,17 +262,16 @@ class _SpecRun:
         # Draft: k batched decodes; step 0 also feeds whatever the draft has not seen.
         for step in range(max(ks.values(), default=0)):
             active = [s for s in live if step < ks[s]]
-            jobs = []
+            feeds = []
             for s in active:
-                if self.d_slots[s] is None:
-                    self.d_slots[s] = self.d._acquire(self.ctx[s], len(self.ctx[s]) - 1)
-                held = len(self.d.slots.tokens[self.d_slots[s]])
+                lease = self._draft_lease(s)
+                held = len(lease)
                 seq = self.ctx[s] + drafts[s]
-                jobs.append((self.d_slots[s], seq[held:], [len(seq) - held - 1]))
+                feeds.append(Feed(lease, seq[held:], [len(seq) - held - 1]))
             t0 = time.perf_counter()
-            rows = self.d._evaluate(jobs)
+            rows = self.d.evaluate(feeds)
             dt = time.perf_counter() - t0
-            policy.draft_cost.add(sum(len(j[1]) for j in jobs), dt)
+            policy.draft_cost.add(sum(len(f.tokens) for f in feeds), dt)
             self.stats.draft_seconds += dt
             for s, (row,) in zip(active, rows):
                 ids, probs = distribution(row, self.sampling)
@@ -282,17 +279,17 @@ class _SpecRun:
                 drafts[s].append(tok)
                 q[s].append((ids, probs))
         # Verify: one target batch with [last token] + drafts of every sequence.
-        jobs = []
+        feeds = []
         for s in live:
-            held = len(self.t.slots.tokens[self.t_slots[s]])
-            new = self.ctx[s][held:] + drafts[s]
+            lease = self.t_leases[s]
+            new = self.ctx[s][len(lease):] + drafts[s]
             first = len(new) - len(drafts[s]) - 1
-            jobs.append((self.t_slots[s], new, list(range(first, len(new)))))
+            feeds.append(Feed(lease, new, list(range(first, len(new)))))
         calls0 = self.t.decode_calls
         t0 = time.perf_counter()
-        rows = self.t._evaluate(jobs)
+        rows = self.t.evaluate(feeds)
         dt = time.perf_counter() - t0
-        policy.target_cost.add(sum(len(j[1]) for j in jobs), dt)
+        policy.target_cost.add(sum(len(f.tokens) for f in feeds), dt)
         if k == 0:
             policy.observe_plain(dt)
         self.stats.target_seconds += dt
@@ -307,15 +304,13 @@ class _SpecRun:
             tested_all += m + (1 if m < len(drafts[s]) else 0)
             base = len(self.ctx[s])
             for tok, row in zip(emitted, target_rows):
-                if self.dec.trace is not None:
-                    self.dec.trace.append((tok, int(np.argmax(row))))
                 self._emit(s, tok, row)
                 if self.finish[s] is not None:
                     break
             # Caches keep what the new context shares with what they were fed.
-            self.t._truncate(self.t_slots[s], base + m)
-            if self.d_slots[s] is not None:
-                self.d._truncate(self.d_slots[s], base + min(m, max(len(drafts[s]) - 1, 0)))
+            self.t_leases[s].truncate(base + m)
+            if self.d_leases[s] is not None:
+                self.d_leases[s].truncate(base + min(m, max(len(drafts[s]) - 1, 0)))
         policy.observe_acceptance(accepted_all, tested_all)
         self.accepted += accepted_all
         self.tested += tested_all
@@ -348,7 +343,7 @@ class _SpecRun:
     def _emit(self, s: int, tok: int, row: np.ndarray) -> None:
         self.ctx[s].append(tok)
         self.out[s].append(tok)
-        if self.want_logprobs:
+        if self.request.logprobs:
             self.logprobs[s].append(float(log_softmax_at(row, [tok])[0]))
         if self.t.is_eog(tok):
             self.finish[s] = "eos"

@@ -185,6 +185,17 @@ class TestSpeculative:
             assert out.stats.drafted > 0 or adaptive
             assert out.stats.acceptance_rate is None or out.stats.acceptance_rate < 1.0
 
+    def test_greedy_emits_the_targets_argmax_of_a_fresh_evaluation(self, tiny, target):
+        with Engine(tiny["draft"], EXACT) as draft:
+            prompt = target.tokenize(TEXTS[2])
+            gen = SpeculativeDecoder(target, draft, k=3, adaptive=False).generate(
+                prompt, 1, max_tokens=30, sampling=GREEDY).generations[0]
+        full = prompt + gen.tokens
+        with Engine(tiny["target"], EXACT) as fresh:
+            rows = fresh.score([ScoreRequest(full, list(range(len(prompt) - 1, len(full) - 1)),
+                                             list(range(fresh.n_vocab)))], reuse=False)[0]
+        assert gen.tokens == [int(np.argmax(row)) for row in rows]
+
     def test_identical_draft_accepts_everything(self, tiny, target):
         with Engine(tiny["twin"], EXACT) as twin:
             spec = SpeculativeDecoder(target, twin, k=4, adaptive=False)

@@ -50,6 +50,17 @@ def assert_equal_up_to_near_tie(engine, prompt, got, ref):
     assert len(got) == len(ref) or min(len(got), len(ref)) == 0
 
 
+def assert_targets_argmax_up_to_near_tie(engine, prompt, tokens):
+    """Each token is the target's argmax given the tokens before it (a fresh
+    evaluation: ties within NEAR_TIE may go either way)."""
+    ctx = list(prompt) + list(tokens)
+    positions = list(range(len(prompt) - 1, len(ctx) - 1))
+    rows = engine.score([ScoreRequest(ctx, positions, range(engine.n_vocab))], reuse=False)[0]
+    for i, tok in enumerate(tokens):
+        gap = rows[i].max() - rows[i, tok]
+        assert gap < NEAR_TIE, f"token {i} is not the target's argmax (gap {gap:.3f})"
+
+
 def test_batched_equals_single_up_to_near_tie(pair):
     small, _ = pair
     ps = prompts(small)
@@ -63,12 +74,11 @@ def test_batched_equals_single_up_to_near_tie(pair):
 def test_greedy_speculative_emits_the_targets_argmax(pair):
     small, large = pair
     spec = SpeculativeDecoder(large, small, k=4, adaptive=False)
-    spec.trace = []
     for p in prompts(large):
         out = spec.generate(p, 1, max_tokens=48, sampling=GREEDY)
         ref = large.generate(p, 1, max_tokens=48, sampling=GREEDY)
         assert_equal_up_to_near_tie(large, p, out.generations[0].tokens, ref.generations[0].tokens)
-    assert spec.trace and all(tok == argmax for tok, argmax in spec.trace)
+        assert_targets_argmax_up_to_near_tie(large, p, out.generations[0].tokens)
     assert out.stats.acceptance_rate is not None and out.stats.acceptance_rate > 0.3
 
 
