@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from app_fixtures import (  # noqa: F401
-    LONG, QUESTION, app_models, ask, async_test, finished, long_models, make_app, type_text, wait_until,
+    LONG, QUESTION, app_models, ask, async_test, finished, long_models, make_app, saved, type_text, wait_until,
 )
 
 from specsearch.app.formatting import node_label
@@ -60,7 +60,7 @@ class TestAsk:
             conv = app.history.load(summary.id)
             [exchange] = conv.exchanges
             assert exchange.status == "done" and exchange.question == QUESTION
-            assert exchange.runs == [json.loads(json.dumps(result.to_dict()))]
+            assert [r.to_dict() for r in exchange.runs] == [json.loads(json.dumps(result.to_dict()))]
             assert exchange.settings["method"] == "specsearch"
 
     @async_test
@@ -115,12 +115,12 @@ class TestBaseline:
             panel = screen.query_one(SearchPanel)
             assert "measured" not in panel.stats.rows["speed-up vs ar"]
             await pilot.press("ctrl+b")
-            await wait_until(pilot, lambda: QUESTION in app.baselines and screen.cancel_token is None)
+            await wait_until(pilot, lambda: QUESTION in app.baselines and not screen.running and saved(app)())
             assert "measured" in panel.stats.rows["speed-up vs ar"]
             assert f"ar {app.baselines[QUESTION]:.2f} s" in panel.stats.rows["speed-up vs ar"]
             exchange = app.history.load(app.history.list()[0].id).exchanges[0]
-            assert [r["method"] for r in exchange.runs] == ["ar", "specsearch"]
-            assert exchange.runs[0]["stats"]["wall_seconds"] == app.baselines[QUESTION]
+            assert [r.method for r in exchange.runs] == ["ar", "specsearch"]
+            assert exchange.runs[0].stats.wall_seconds == app.baselines[QUESTION]
 
 
 class TestCancel:
@@ -139,8 +139,8 @@ class TestCancel:
             assert "cancelled" in str(screen.query_one(ChatTurn).query_one(".status").render())
             [summary] = app.history.list()
             exchange = app.history.load(summary.id).exchanges[0]
-            assert exchange.status == "cancelled" and exchange.runs[0]["cancelled"] is True
-            assert len(exchange.runs[0]["nodes"]) == len(result.nodes)
+            assert exchange.status == "cancelled" and exchange.runs[0].cancelled is True
+            assert len(exchange.runs[0].nodes) == len(result.nodes)
 
 
 class TestQuit:
@@ -149,10 +149,10 @@ class TestQuit:
         app = make_app(long_models, **LONG)
         async with app.run_test(size=(140, 45)) as pilot:
             screen = await ask(pilot, QUESTION)
-            token = screen.cancel_token
+            run = screen.runs.get("search")
             await wait_until(pilot, lambda: len(screen.live.nodes) >= 2, timeout=60)
             await pilot.press("ctrl+c")
-        assert token.cancelled
+        assert run.cancelled
         assert app.return_code == 0
         # the conversation was saved with the question (and the tree so far)
         [summary] = HistoryStore().list()
@@ -211,7 +211,7 @@ class TestRewardModelShown:
             [summary] = app.history.list()
             conv = app.history.load(summary.id)
             [exchange] = conv.exchanges
-            assert exchange.runs[-1]["config"]["prm"] == expected
+            assert exchange.runs[-1].config["prm"] == expected
             assert exchange.settings["arith_check"] is False and exchange.settings["prm_head"] is None
 
             # reopened from history, the panel still names it
@@ -228,7 +228,7 @@ class TestRewardModelShown:
 
         result = synthetic_result()  # made before searches recorded their reward model
         conv = Conversation.new()
-        conv.exchanges.append(Exchange(result.question, runs=[result.to_dict()], answer=result.answer, status="done"))
+        conv.exchanges.append(Exchange(result.question, runs=[result], answer=result.answer, status="done"))
         app = make_app(app_models)
         async with app.run_test(size=(140, 45)) as pilot:
             await app.open_conversation(conv)
