@@ -3,11 +3,10 @@
 A *run* is one job on the models (a search, an ``ar`` baseline, one leg of a
 race, a tutoring hint or judgement), done by a Textual thread worker.
 :class:`Run` is its handle: the worker, the id its messages carry, and the
-cancellation the core checks, read from the worker, so cancelling the worker
-(Esc, the screen going away, the app quitting: Textual cancels a node's
-workers) stops a search after its current step.  Runs are independent: a
-baseline and a main search are two handles, and cancelling one never touches
-the other.
+cancellation the core checks (``Run.cancel``: Esc; also set when Textual
+cancels the worker as the screen goes away or the app quits), which stops a
+search after its current step.  Runs are independent: a baseline and a main
+search are two handles, and cancelling one never touches the other.
 
 Every run ends with exactly one :class:`~.messages.RunEnded` message; the
 screen hands it to :meth:`RunController.end`, which returns the run it ends
@@ -29,19 +28,17 @@ from .messages import RunEnded
 
 
 class RunCancelToken(CancelToken):
-    """The core's cancellation check for one run: set once the run's worker is cancelled."""
+    """The core's cancellation check for one run: set by :meth:`Run.cancel`, or when Textual
+    cancels the run's worker (the screen going away, the app quitting)."""
 
     def __init__(self, run: "Run") -> None:
         super().__init__()
         self._run = run
 
-    def cancel(self) -> None:
-        self._run.cancel()
-
     @property
     def cancelled(self) -> bool:
         worker = self._run.worker
-        return worker is not None and worker.is_cancelled
+        return super().cancelled or (worker is not None and worker.is_cancelled)
 
 
 class Run:
@@ -55,8 +52,10 @@ class Run:
         self.token: CancelToken = RunCancelToken(self)
 
     def cancel(self) -> None:
-        if self.worker is not None:
-            self.worker.cancel()
+        """Ask the run to stop; it still ends with its one terminal message (a search returns
+        the tree so far).  The Textual worker itself is not cancelled: a worker cancelled
+        before its thread starts would never run, and the run would never end."""
+        CancelToken.cancel(self.token)
 
     @property
     def cancelled(self) -> bool:
