@@ -63,18 +63,6 @@ class SpecSearchApp(App):
     def settings_store(self) -> SettingsStore:
         return self.services.settings_store
 
-    @property
-    def history(self) -> HistoryStore:
-        return self.services.history
-
-    @property
-    def pool(self) -> SolverPool:
-        return self.services.pool
-
-    @property
-    def baselines(self) -> dict[str, float]:
-        return self.services.baselines
-
     def cancel_all(self) -> None:
         """Cancel every running run (they stop after their current step)."""
         self.services.runs.cancel_all()
@@ -92,7 +80,7 @@ class SpecSearchApp(App):
     @work(thread=True, group="history-read")
     def read_question_history(self) -> None:
         try:
-            self.post_message(HistoryListed(tuple(self.history.list()[:100])))
+            self.post_message(HistoryListed(tuple(self.services.history.list()[:100])))
         except OSError:
             pass
 
@@ -122,7 +110,7 @@ class SpecSearchApp(App):
 
     def on_unmount(self) -> None:
         self.cancel_all()
-        self.pool.close()
+        self.services.pool.close()
 
     # ---------------------------------------------------------- screens ---
     def action_settings(self) -> None:

@@ -51,7 +51,7 @@ class TestReopen:
 
             # a new question continues the reopened conversation
             await solve_in_chat(pilot, "What is 2+3?")
-            [summary] = app.history.list()
+            [summary] = app.services.history.list()
             assert summary.n_exchanges == 2
 
 
@@ -63,7 +63,7 @@ class TestDeleteExport:
             result = await solve_in_chat(pilot, QUESTION)
             await pilot.press("f5")
             await wait_until(pilot, lambda: app.current_mode == "history")
-            [summary] = app.history.list()
+            [summary] = app.services.history.list()
             await pilot.press("m")
             md = data_dir() / "exports" / f"{summary.id}.md"
             await wait_until(pilot, md.exists)
@@ -76,9 +76,9 @@ class TestDeleteExport:
             assert data["exchanges"][0]["runs"][0]["nodes"] == json.loads(json.dumps(result.to_dict()))["nodes"]
 
             await pilot.press("d")  # asks for confirmation
-            assert len(app.history.list()) == 1
+            assert len(app.services.history.list()) == 1
             await pilot.press("d")
-            await wait_until(pilot, lambda: app.history.list() == [])
+            await wait_until(pilot, lambda: app.services.history.list() == [])
             await wait_until(pilot, lambda: app.screen.query_one("DataTable").row_count == 0)
 
 

@@ -37,10 +37,10 @@ class TestRace:
             assert set(screen.query_one("#panel-ar", SearchPanel).tree.labels()) == {n.id for n in ar.nodes}
             assert set(screen.query_one("#panel-specsearch", SearchPanel).tree.labels()) == {n.id for n in spec.nodes}
             # the ar time is now the chat's measured baseline for this question
-            assert app.baselines[QUESTION] == ar.stats.wall_seconds
-            assert "measured" in speedup_text("specsearch", spec.stats, app.baselines[QUESTION])
-            [summary] = app.history.list()
-            exchange = app.history.load(summary.id).exchanges[0]
+            assert app.services.baselines[QUESTION] == ar.stats.wall_seconds
+            assert "measured" in speedup_text("specsearch", spec.stats, app.services.baselines[QUESTION])
+            [summary] = app.services.history.list()
+            exchange = app.services.history.load(summary.id).exchanges[0]
             assert exchange.mode == "race" and [r.method for r in exchange.runs] == ["ar", "specsearch"]
 
 

@@ -40,13 +40,13 @@ class CountingApp(SpecSearchApp):
 
 def counting_app(models, **overrides) -> CountingApp:
     plain = make_app(models, **overrides)
-    return CountingApp(plain.settings_store, pool=plain.pool, check_models=False)
+    return CountingApp(plain.settings_store, pool=plain.services.pool, check_models=False)
 
 
 @contextlib.contextmanager
 def solver_held(app):
     """Hold the app's Solver (it serves one call at a time): runs that need it wait in their worker."""
-    lock = app.pool.for_settings(resolve_models(app.settings), app.settings)._lock
+    lock = app.services.pool.for_settings(resolve_models(app.settings), app.settings)._lock
     lock.acquire()
     try:
         yield
@@ -69,7 +69,7 @@ class TestBaselineAndSearch:
             await wait_until(pilot, lambda: not screen.running and saved(app)())
             # the search ran to its end; the baseline stopped at once, with nothing timed
             assert screen.live.result is not None and not screen.live.result.cancelled
-            assert QUESTION not in app.baselines
+            assert QUESTION not in app.services.baselines
             ended = {m.run_id: m for m in app.ended}
             assert ended[baseline.id].result.cancelled and ended[search.id].result is screen.live.result
             # exactly one terminal message per run
@@ -87,7 +87,7 @@ class TestBaselineAndSearch:
                 assert search.cancelled and not baseline.cancelled
             await wait_until(pilot, lambda: not screen.running and saved(app)())
             assert screen.live.result.cancelled
-            assert app.baselines[QUESTION] > 0  # the baseline ran to its end and was measured
+            assert app.services.baselines[QUESTION] > 0  # the baseline ran to its end and was measured
             counts = [m.run_id for m in app.ended]
             assert counts.count(search.id) == 1 and counts.count(baseline.id) == 1 and len(counts) == 2
 

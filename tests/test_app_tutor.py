@@ -45,7 +45,7 @@ async def start_session(pilot, question: str) -> TutorScreen:
 
 def app_solver(app):
     """The app's own Solver for its current settings (the one the tutor used)."""
-    return app.pool.for_settings(resolve_models(app.settings), app.settings)
+    return app.services.pool.for_settings(resolve_models(app.settings), app.settings)
 
 
 @contextlib.contextmanager
@@ -92,8 +92,8 @@ class TestHints:
 
             # saved to history as a tutoring exchange
             await wait_until(pilot, saved(app))
-            [summary] = app.history.list()
-            exchange = app.history.load(summary.id).exchanges[0]
+            [summary] = app.services.history.list()
+            exchange = app.services.history.load(summary.id).exchanges[0]
             assert exchange.mode == "tutor" and [t["kind"] for t in exchange.tutor] == ["hint", "hint"]
 
 
@@ -185,8 +185,8 @@ class TestArithmetic:
 
             # the reason is saved with the turn
             await wait_until(pilot, saved(app))
-            [summary] = app.history.list()
-            turns_saved = app.history.load(summary.id).exchanges[0].tutor
+            [summary] = app.services.history.list()
+            turns_saved = app.services.history.load(summary.id).exchanges[0].tutor
             assert turns_saved[1]["arithmetic"] == ["20 − 12 = 8, not 9"]
 
 
