@@ -1,17 +1,18 @@
-"""The Textual app: shared state, screens, global bindings, command palette."""
+"""The Textual app: builds the shared services, the screens (each given the services),
+global bindings, the command palette, and the app-wide answers to screen messages
+(open a conversation, a failed history write)."""
 
 from __future__ import annotations
 
-import itertools
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
+from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from specsearch.core.events import CancelToken
-
 from .history import Conversation, HistoryStore
+from .messages import HistoryListed, HistoryWritten, OpenConversation
 from .screens.chat import ChatScreen
 from .screens.history import HistoryScreen
 from .screens.models import ModelsScreen
@@ -19,15 +20,17 @@ from .screens.race import RaceScreen
 from .screens.settings import SettingsScreen
 from .screens.tutor import TutorScreen
 from .search_worker import SolverPool
+from .services import AppServices, HistoryWriter
 from .settings import Settings, SettingsStore, missing_message, resolve_models
+
+SCREEN_CLASSES: dict[str, Callable[[AppServices], Screen]] = {
+    "chat": ChatScreen, "race": RaceScreen, "tutor": TutorScreen, "history": HistoryScreen, "models": ModelsScreen,
+}
 
 
 class SpecSearchApp(App):
     TITLE = "specsearch"
     CSS_PATH = "app.tcss"
-    SCREENS = {"chat": ChatScreen, "race": RaceScreen, "tutor": TutorScreen, "history": HistoryScreen,
-               "models": ModelsScreen}
-    MODES = {name: name for name in SCREENS}
     DEFAULT_MODE = "chat"
     BINDINGS = [
         Binding("ctrl+c", "quit", "Quit", priority=True),
@@ -44,54 +47,52 @@ class SpecSearchApp(App):
                  pool: SolverPool | None = None, check_models: bool = True, start_mode: str = "chat") -> None:
         super().__init__()
         self.start_mode = start_mode
-        self.settings_store = settings or SettingsStore.load()
-        self.history = history or HistoryStore()
-        self.pool = pool or SolverPool()
         self.check_models = check_models
-        self.baselines: dict[str, float] = {}  # question -> wall seconds of an `ar` run on it
-        self.question_history: list[str] = []
-        self._run_ids = itertools.count(1)
-        self._tokens: set[CancelToken] = set()
+        store = history or HistoryStore()
+        self.services = AppServices(settings or SettingsStore.load(), store, HistoryWriter(store, self),
+                                    pool or SolverPool())
+        for name, screen_class in SCREEN_CLASSES.items():  # each mode's screen is made with the services
+            self.add_mode(name, lambda screen_class=screen_class: screen_class(self.services))
 
     # ------------------------------------------------------------ state ---
     @property
     def settings(self) -> Settings:
-        return self.settings_store.effective
+        return self.services.settings
 
-    def next_run_id(self) -> int:
-        return next(self._run_ids)
-
-    def new_run(self) -> tuple[int, CancelToken]:
-        """A fresh run id and cancellation token (cancelled on quit)."""
-        token = CancelToken()
-        self._tokens.add(token)
-        return self.next_run_id(), token
-
-    def forget_run(self, token: CancelToken | None) -> None:
-        self._tokens.discard(token)  # type: ignore[arg-type]
+    @property
+    def settings_store(self) -> SettingsStore:
+        return self.services.settings_store
 
     def cancel_all(self) -> None:
-        for token in list(self._tokens):
-            token.cancel()
-
-    def save_conversation(self, conv: Conversation) -> None:
-        try:
-            self.history.save(conv)
-        except OSError as exc:
-            self.notify(f"Could not save history: {exc}", severity="error")
+        """Cancel every running run (they stop after their current step)."""
+        self.services.runs.cancel_all()
 
     # -------------------------------------------------------- lifecycle ---
     def on_mount(self) -> None:
-        try:
-            self.question_history.extend(reversed([s.question for s in self.history.list()[:100] if s.question]))
-        except OSError:
-            pass
+        self.read_question_history()
         if self.settings_store.warning:
             self.notify(self.settings_store.warning, title="Settings", severity="warning", timeout=10)
         if self.check_models and self.check_missing_models():
             return
         if self.start_mode != "chat":
             self.switch_mode(self.start_mode)
+
+    @work(thread=True, group="history-read")
+    def read_question_history(self) -> None:
+        try:
+            self.post_message(HistoryListed(tuple(self.services.history.list()[:100])))
+        except OSError:
+            pass
+
+    @on(HistoryListed)
+    def _question_history(self, message: HistoryListed) -> None:
+        # in place: the question boxes hold this list
+        self.services.question_history[:0] = reversed([s.question for s in message.summaries if s.question])
+
+    @on(HistoryWritten)
+    def _history_written(self, message: HistoryWritten) -> None:
+        if message.error and message.what == "save":
+            self.notify(message.error, severity="error")
 
     def check_missing_models(self) -> bool:
         """Say what is missing and open the model manager; True if something is."""
@@ -109,7 +110,7 @@ class SpecSearchApp(App):
 
     def on_unmount(self) -> None:
         self.cancel_all()
-        self.pool.close()
+        self.services.pool.close()
 
     # ---------------------------------------------------------- screens ---
     def action_settings(self) -> None:
@@ -118,9 +119,13 @@ class SpecSearchApp(App):
 
     async def open_conversation(self, conv: Conversation) -> None:
         await self.switch_mode("chat")
-        chat = self.get_screen("chat")
+        chat = self.screen
         assert isinstance(chat, ChatScreen)
         await chat.open_conversation(conv)
+
+    @on(OpenConversation)
+    async def _open_conversation(self, message: OpenConversation) -> None:
+        await self.open_conversation(message.conversation)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

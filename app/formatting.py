@@ -1,13 +1,14 @@
 """Plain-text rendering of search records: node labels, fate explanations,
-statistics rows, speed-up.  Symbols carry every meaning; colour only repeats it.
+statistics rows, speed-up (lines are flattened with core.text.one_line).  Symbols carry every meaning; colour only repeats it.
 No Textual imports here (the widgets add styles on top).
 """
 
 from __future__ import annotations
 
 import unicodedata
-from typing import Any, Mapping
+from typing import Mapping
 
+from specsearch.core.text import one_line
 from specsearch.core.tree import SearchStats, ThoughtNode
 
 from .mathtext import readable
@@ -39,28 +40,17 @@ FATE_NAMES = {
 }
 
 
-def one_line(text: str, width: int = 80) -> str:
-    """Control characters and line breaks become spaces, runs of spaces one; cut with an ellipsis."""
-    chars = [" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text]
-    flat = " ".join("".join(chars).split())
-    return flat if len(flat) <= width else flat[: max(0, width - 1)] + "…"
-
-
 def printable(text: str) -> str:
     """Multi-line text with control characters (other than newline/tab) made visible-safe."""
     return "".join(c if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cf") else "\ufffd" for c in text)
 
 
-def _get(node: ThoughtNode | Mapping[str, Any], name: str) -> Any:
-    return node.get(name) if isinstance(node, Mapping) else getattr(node, name)
-
-
-def node_symbols(node: ThoughtNode | Mapping[str, Any]) -> str:
+def node_symbols(node: ThoughtNode) -> str:
     """Fate symbol, then ★ if kept in the beam, ∎ if it ends a solution."""
-    out = FATE_SYMBOLS.get(_get(node, "fate"), "?")
-    if _get(node, "selected"):
+    out = FATE_SYMBOLS.get(node.fate, "?")
+    if node.selected:
         out += SELECTED
-    if _get(node, "finished") and _get(node, "selected"):
+    if node.finished and node.selected:
         out += FINISHED
     return out
 
@@ -177,11 +167,3 @@ def stats_rows(method: str, stats: SearchStats, elapsed: float | None = None,
 def _tps(stats: SearchStats, model: str) -> str:
     tps = stats.tokens_per_second(model)
     return f"{tps:.1f}" if tps else "–"
-
-
-def stats_from_dict(data: Mapping[str, Any] | None) -> SearchStats:
-    """SearchStats from its to_dict() (the derived rates are dropped)."""
-    if not data:
-        return SearchStats()
-    names = set(SearchStats.__dataclass_fields__)
-    return SearchStats(**{k: v for k, v in data.items() if k in names})

@@ -2,7 +2,9 @@
 
 A conversation is saved as it happens (when a question is asked, after each
 search step, when the search ends), so a crash loses at most the last step.
-Export to Markdown and JSON.  No Textual imports here.
+Each exchange keeps its searches as core :class:`SearchResult` records (read
+back with ``SearchResult.from_dict``).  Export to Markdown and JSON.  No
+Textual imports here: the app calls this module from worker threads.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from typing import Any, Literal
 
 from specsearch.core.atomic import atomic_write_json, atomic_write_text
 from specsearch.core.prm_info import prm_label, prm_of
+from specsearch.core.text import one_line
+from specsearch.core.tree import SearchResult, SearchStats
 from specsearch.models.locations import data_dir, history_dir
 
-from .formatting import FATE_SYMBOLS, FLAGGED, node_symbols, one_line
+from .formatting import FATE_SYMBOLS, FLAGGED, node_symbols
 
 Mode = Literal["chat", "race", "tutor"]
 Status = Literal["running", "done", "cancelled", "error"]
@@ -33,21 +37,34 @@ class Exchange:
     question: str
     mode: Mode = "chat"
     settings: dict[str, Any] = field(default_factory=dict)  # Settings.to_dict() used for it
-    runs: list[dict[str, Any]] = field(default_factory=list)  # SearchResult.to_dict() per search, in order
+    runs: list[SearchResult] = field(default_factory=list)  # every search on it, in order; the main one last
     answer: str | None = None
-    stats: dict[str, Any] | None = None  # SearchStats.to_dict() of the main (last) run
+    stats: SearchStats | None = None  # of the main (last) run
     status: Status = "running"
     error: str | None = None
     started_at: float = field(default_factory=time.time)
     tutor: list[dict[str, Any]] = field(default_factory=list)  # tutoring turns: kind, text, verdict
+    # the last run is a snapshot of a search that had not returned (saved mid-search, or it failed):
+    # it has no chosen answer
+    partial: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["runs"] = [r.to_dict() for r in self.runs]
+        out["stats"] = self.stats.to_dict() if self.stats is not None else None
+        out["settings"], out["tutor"] = dict(self.settings), [dict(t) for t in self.tutor]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Exchange":
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        known = {k: v for k, v in data.items() if k in names}
+        runs = data.get("runs") or []
+        known["runs"] = [SearchResult.from_dict(r) for r in runs]
+        known["stats"] = SearchStats.from_dict(data["stats"]) if data.get("stats") else None
+        # files written before the flag: the partial run itself said so
+        known["partial"] = bool(data.get("partial") or any(r.get("partial") for r in runs))
+        return cls(**known)
 
 
 @dataclass
@@ -119,8 +136,12 @@ class HistoryStore:
 
     def save(self, conv: Conversation) -> Path:
         conv.updated_at = time.time()
-        path = self.path(conv.id)
-        atomic_write_json(path, conv.to_dict())
+        return self.write(conv.id, conv.to_dict())
+
+    def write(self, conv_id: str, data: dict[str, Any]) -> Path:
+        """Write a conversation already serialised (``Conversation.to_dict()``)."""
+        path = self.path(conv_id)
+        atomic_write_json(path, data)
         return path
 
     def load(self, conv_id: str) -> Conversation:
@@ -191,47 +212,40 @@ def _turn_markdown(turn: dict[str, Any]) -> str:
     return f"- **{turn.get('kind', '?')}**: {one_line(turn.get('text', ''), 300)}{verdict}"
 
 
-def _run_markdown(run: dict[str, Any], heading: bool) -> list[str]:
+def _run_markdown(run: SearchResult, heading: bool) -> list[str]:
     lines: list[str] = []
     if heading:
-        lines += [f"### {run.get('method', '?')}", ""]
-    prm = prm_of(run.get("config"))
+        lines += [f"### {run.method or '?'}", ""]
+    prm = prm_of(run.config)
     if prm is not None:
         lines += [f"Reward model: {prm_label(prm)}", ""]
-    nodes = {n["id"]: n for n in run.get("nodes", [])}
-    path: list[dict[str, Any]] = []
-    node_id = run.get("best_leaf_id")
-    while node_id is not None and node_id in nodes:
-        path.append(nodes[node_id])
-        node_id = nodes[node_id]["parent_id"]
-    if run.get("solution"):
-        lines += [run["solution"].strip(), ""]
+    path = run.path(run.best_leaf_id)
+    if run.solution:
+        lines += [run.solution.strip(), ""]
     if path:
         lines += ["| step | thought | source | score | β | fate |", "|---|---|---|---|---|---|"]
-        for n in reversed(path):
-            score = f"{n['score']:.2f}" if n.get("score") is not None else ""
-            beta = f"{n['beta']:.2f}" if n.get("beta") is not None else ""
-            text = one_line(n["text"], 80).replace("|", "\\|")
-            flag = f" {FLAGGED}" if n.get("flag") else ""
-            lines.append(f"| {n['depth']} | {text} | {n['source']} | {score}{flag} | {beta} | "
-                         f"{node_symbols(n)} {n['fate']} |")
+        for n in path:
+            score = f"{n.score:.2f}" if n.score is not None else ""
+            beta = f"{n.beta:.2f}" if n.beta is not None else ""
+            text = one_line(n.text, 80).replace("|", "\\|")
+            flag = f" {FLAGGED}" if n.flag else ""
+            lines.append(f"| {n.depth} | {text} | {n.source} | {score}{flag} | {beta} | "
+                         f"{node_symbols(n)} {n.fate} |")
         lines.append("")
-    flagged = [n for n in run.get("nodes", []) if n.get("flag")]
+    flagged = [n for n in run.nodes if n.flag]
     if flagged:  # every thought the check caught, kept in the solution or not
         lines += ["Arithmetic check:", ""]
-        lines += [f"- {FLAGGED} step {n['depth']}, #{n['id']} ({n['source']}, {n['fate']}): {n['flag']}"
-                  for n in flagged]
+        lines += [f"- {FLAGGED} step {n.depth}, #{n.id} ({n.source}, {n.fate}): {n.flag}" for n in flagged]
         lines.append("")
-    stats = run.get("stats") or {}
-    if stats:
-        parts = [f"{stats.get('wall_seconds', 0):.1f} s"]
-        for model, count in (stats.get("tokens") or {}).items():
-            if count:
-                parts.append(f"{model} {count} tokens")
-        rate = stats.get("thought_acceptance_rate")
-        if rate is not None:
-            parts.append(f"thoughts accepted {rate:.0%}")
-        lines += [f"Stats ({run.get('method')}): " + ", ".join(parts) + ("; cancelled" if run.get("cancelled") else ""), ""]
+    stats = run.stats
+    parts = [f"{stats.wall_seconds:.1f} s"]
+    for model, count in stats.tokens.items():
+        if count:
+            parts.append(f"{model} {count} tokens")
+    rate = stats.thought_acceptance_rate
+    if rate is not None:
+        parts.append(f"thoughts accepted {rate:.0%}")
+    lines += [f"Stats ({run.method}): " + ", ".join(parts) + ("; cancelled" if run.cancelled else ""), ""]
     legend = ", ".join(f"{sym} {name}" for name, sym in FATE_SYMBOLS.items())
     lines += [f"<sub>{legend}</sub>", ""] if path else []
     return lines

@@ -2,8 +2,10 @@
 
 :class:`LiveSearch` applies events in order and remembers which nodes changed
 since the widgets last looked (``take_dirty``), so a batch of hundreds of
-events costs one widget refresh.  On ``SearchFinished`` the authoritative
-result replaces what was pieced together.  No Textual imports here.
+events costs one widget refresh.  When the run ends, :meth:`LiveSearch.finish`
+replaces what was pieced together with the search's own result (the screens
+get it once, in the run's terminal message; the core's ``SearchFinished``
+event is not forwarded to the UI).  No Textual imports here.
 """
 
 from __future__ import annotations
@@ -13,9 +15,7 @@ import time
 from typing import Any, Iterable
 
 from specsearch.core import events as ev
-from specsearch.core.tree import SearchResult, SearchStats, StepRecord, ThoughtNode
-
-from .formatting import stats_from_dict
+from specsearch.core.tree import SearchResult, SearchStats, StepRecord, ThoughtNode, path_to
 
 
 class LiveSearch:
@@ -83,8 +83,6 @@ class LiveSearch:
         elif isinstance(e, ev.StatsUpdated):
             self.stats = e.stats
             self.stats_changed = True
-        elif isinstance(e, ev.SearchFinished):
-            self.finish(e.result)
 
     def finish(self, result: SearchResult) -> None:
         """Replace the pieced-together tree with the search's own record."""
@@ -127,11 +125,7 @@ class LiveSearch:
         return dirty
 
     def path(self, node_id: int | None) -> list[ThoughtNode]:
-        out: list[ThoughtNode] = []
-        while node_id is not None and node_id in self.nodes:
-            out.append(self.nodes[node_id])
-            node_id = self.nodes[node_id].parent_id
-        return out[::-1]
+        return path_to(self.nodes, node_id)
 
     @property
     def best_path_ids(self) -> set[int]:
@@ -143,46 +137,29 @@ class LiveSearch:
         leaf = self.result.best_leaf_id if self.result is not None else self.best_beam
         return self.path(leaf)
 
-    def to_record(self) -> dict[str, Any]:
-        """Same shape as SearchResult.to_dict(); a partial record while running."""
+    def snapshot(self) -> SearchResult:
+        """The search's own result when done, else the tree so far as a record with no chosen
+        answer (what history keeps of a search that has not returned)."""
         if self.result is not None:
-            return self.result.to_dict()
-        return {
-            "question": self.question,
-            "method": self.method,
-            "config": self.config,
-            "nodes": [self.nodes[i].to_dict() for i in sorted(self.nodes)],
-            "steps": [s.to_dict() for s in self.steps],
-            "best_leaf_id": None,
-            "solution": "",
-            "answer": None,
-            "stats": self.stats.to_dict(),
-            "cancelled": False,
-            "partial": True,
-        }
+            return self.result
+        return SearchResult(
+            question=self.question,
+            method=self.method,
+            config=dict(self.config),
+            nodes=[dataclasses.replace(self.nodes[i]) for i in sorted(self.nodes)],
+            steps=[dataclasses.replace(s) for s in self.steps],
+            best_leaf_id=None,
+            solution="",
+            answer=None,
+            stats=dataclasses.replace(self.stats),
+        )
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> "LiveSearch":
-        """A finished (or partial, saved mid-search) record, e.g. from history."""
-        live = cls(record.get("question", ""), record.get("method", ""))
-        live.finish(result_from_dict(record))
-        if record.get("partial"):
-            live.result = None  # an interrupted search: there is no chosen leaf
+    def from_result(cls, result: SearchResult, partial: bool = False) -> "LiveSearch":
+        """A saved search, e.g. from history; ``partial``: a snapshot of one that had not
+        returned (it has no chosen leaf)."""
+        live = cls(result.question, result.method)
+        live.finish(result)
+        if partial:
+            live.result = None
         return live
-
-
-def result_from_dict(data: dict[str, Any]) -> SearchResult:
-    """The inverse of SearchResult.to_dict() (core has none)."""
-    step_names = {f.name for f in dataclasses.fields(StepRecord)}
-    return SearchResult(
-        question=data.get("question", ""),
-        method=data.get("method", ""),
-        config=dict(data.get("config") or {}),
-        nodes=[ThoughtNode.from_dict(n) for n in data.get("nodes", [])],
-        steps=[StepRecord(**{k: v for k, v in s.items() if k in step_names}) for s in data.get("steps", [])],
-        best_leaf_id=data.get("best_leaf_id"),
-        solution=data.get("solution", ""),
-        answer=data.get("answer"),
-        stats=stats_from_dict(data.get("stats")),
-        cancelled=bool(data.get("cancelled", False)),
-    )

@@ -1,10 +1,13 @@
 """Typed messages from worker threads to the UI thread.
 
 Workers never touch widgets: they ``post_message`` one of these, and the
-screen's ``@on`` handlers update widgets on the UI thread.  Search events are
+``@on`` handlers update widgets on the UI thread.  Search events are
 delivered in batches (:class:`SearchEvents`) at most ~15 times a second.
-Every search message carries the ``run_id`` of the search it belongs to, so
-late messages from a cancelled or replaced run are recognised and ignored.
+Every run message carries the ``run_id`` of the run it belongs to (see
+app/runs.py), and every run ends with exactly one :class:`RunEnded`
+message: a search with :class:`SearchCompleted` (also when cancelled:
+``result.cancelled``, the tree so far is its payload) or :class:`SearchFailed`,
+a tutoring job with its answer or :class:`TutorFailed`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,14 @@ from specsearch.core.events import SearchEvent
 from specsearch.core.tree import SearchResult
 
 
+# -------------------------------------------------------------------- runs ---
+@dataclass
+class RunEnded(Message):
+    """Base of the one terminal message of a run (app/runs.py)."""
+
+    run_id: int
+
+
 # ------------------------------------------------------------------ search ---
 @dataclass
 class SearchStatus(Message):
@@ -29,57 +40,103 @@ class SearchStatus(Message):
 
 @dataclass
 class SearchEvents(Message):
-    """A batch of core events, in emission order (the last batch ends with SearchFinished)."""
+    """A batch of core events, in emission order.  The core's SearchFinished is not among
+    them: the result reaches the screen once, in :class:`SearchCompleted`."""
 
     run_id: int
     events: tuple[SearchEvent, ...]
 
 
 @dataclass
-class SearchCompleted(Message):
+class SearchCompleted(RunEnded):
     """The search returned (also after cancellation: ``result.cancelled``)."""
 
-    run_id: int
     result: SearchResult
 
 
 @dataclass
-class SearchFailed(Message):
-    """The search raised; ``error`` is one line for the user."""
+class SearchFailed(RunEnded):
+    """The search (or loading its models) raised; ``error`` is one line for the user."""
 
-    run_id: int
     error: str
 
 
 # ---------------------------------------------------------------- tutoring ---
 @dataclass
-class HintReady(Message):
-    run_id: int
+class HintReady(RunEnded):
     text: str
 
 
 @dataclass
-class StepJudged(Message):
-    run_id: int
+class StepJudged(RunEnded):
     step: str
     score: float
 
 
 @dataclass
-class ReferenceReady(Message):
+class ReferenceReady(RunEnded):
     """The model's own answer to a tutoring question (when no reference answer is known)."""
 
-    run_id: int
     answer: str | None
 
 
 @dataclass
-class TutorFailed(Message):
-    run_id: int
+class TutorFailed(RunEnded):
     error: str
 
 
+# ----------------------------------------------------------------- history ---
+@dataclass
+class HistoryListed(Message):
+    """The saved conversations, newest first (read in a worker)."""
+
+    summaries: tuple[Any, ...]  # history.Summary
+
+
+@dataclass
+class ConversationLoaded(Message):
+    """A saved conversation read back (``error``: why it could not be)."""
+
+    conv_id: str
+    conversation: Any = None  # history.Conversation
+    error: str | None = None
+
+
+@dataclass
+class OpenConversation(Message):
+    """Show ``conversation`` in the chat (posted by the history screen, handled by the app)."""
+
+    conversation: Any  # history.Conversation
+
+
+@dataclass
+class HistoryWritten(Message):
+    """A conversation save, a deletion or an export finished (``error``: it failed)."""
+
+    what: str
+    path: Any = None  # pathlib.Path of an export
+    error: str | None = None
+
+
 # ------------------------------------------------------------ model manager ---
+@dataclass
+class RegistryRead(Message):
+    """The model registry as read in a worker (``error``: it could not be)."""
+
+    registry: Any = None  # models.Registry
+    entries: tuple[Any, ...] = ()
+    defaults: dict[str, Any] | None = None  # role -> ModelEntry
+    error: str | None = None
+
+
+@dataclass
+class RegistryChanged(Message):
+    """A default set or a model removed (``error``: refused, and why); ``note`` says what was done."""
+
+    title: str
+    note: str = ""
+    error: str | None = None
+
 @dataclass
 class TransferProgress(Message):
     """Bytes done of a pull (download), import (hashing) or offline-pack assembly."""

@@ -3,8 +3,10 @@
 :class:`SolverPool` keeps one :class:`~specsearch.core.Solver` (models stay
 loaded between questions) and replaces it when the model settings change.
 :class:`EventBatcher` turns the core's event stream into at most
-``1/interval`` messages a second.  :func:`run_search_job` is the body of the
-screens' ``@work(thread=True)`` workers: it only ever *posts* messages.
+``1/interval`` messages a second.  :func:`run_search_job` is the body of a
+search run's thread worker (app/runs.py): it only ever *posts* messages, and
+ends with exactly one terminal message, :class:`SearchCompleted` (carrying the
+result, also a cancelled one) or :class:`SearchFailed`.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ class EventBatcher:
             if self._timer is not None:
                 return  # a flush is already scheduled
             wait = self._last + self.interval - time.monotonic()
-            if wait > 0 and not isinstance(event, SearchFinished):
+            if wait > 0:
                 self._timer = threading.Timer(wait, self.flush)
                 self._timer.daemon = True
                 self._timer.start()
@@ -138,13 +140,20 @@ def load_models(pool: SolverPool, models: ResolvedModels, settings: Settings, me
 
 
 def run_search_job(pool: SolverPool, models: ResolvedModels, settings: Settings, question: str, method: str,
-                   run_id: int, cancel: CancelToken, post: Post, interval: float = 1 / REFRESH_HZ) -> SearchResult | None:
-    """Solve ``question`` and post SearchStatus / SearchEvents / SearchCompleted / SearchFailed."""
+                   run_id: int, cancel: CancelToken, post: Post, interval: float = 1 / REFRESH_HZ,
+                   preload: Sequence[str] = ()) -> SearchResult | None:
+    """Solve ``question`` and post SearchStatus / SearchEvents, then SearchCompleted or SearchFailed.
+    ``preload``: methods whose models load too, before the search (race mode times neither's loading)."""
     batcher = EventBatcher(lambda events: post(SearchEvents(run_id, events)), interval)
+
+    def forward(event: SearchEvent) -> None:
+        if not isinstance(event, SearchFinished):  # its result goes once, in SearchCompleted
+            batcher.push(event)
+
     try:
-        solver = load_models(pool, models, settings, [method], post, run_id)
+        solver = load_models(pool, models, settings, [method, *preload], post, run_id)
         post(SearchStatus(run_id, f"searching ({method})…"))
-        result = solver.solve(question, settings.search_config(method), on_event=batcher.push, cancel=cancel)
+        result = solver.solve(question, settings.search_config(method), on_event=forward, cancel=cancel)
     except Exception as exc:  # every failure reaches the user as a message, the app keeps running
         batcher.close()
         post(SearchFailed(run_id, describe_error(exc)))
@@ -152,4 +161,3 @@ def run_search_job(pool: SolverPool, models: ResolvedModels, settings: Settings,
     batcher.close()
     post(SearchCompleted(run_id, result))
     return result
-

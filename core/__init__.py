@@ -11,20 +11,19 @@ from .errors import (
     ModelLoadError,
     ModelNotFoundError,
     NotGGUFError,
-    SearchCancelled,
     SpecSearchError,
 )
-from .events import CancelToken, EventBus, SearchEvent
+from .events import CancelToken, SearchEvent
 from .prm import JudgePRM, RewardModel, StepTagPRM
 from .sampling import SamplingParams
 from .speculative import SpeculativeDecoder
 from .tree import SearchResult, SearchStats, StepRecord, ThoughtNode
 
 __all__ = [
-    "CancelToken", "ContextOverflowError", "CorruptModelError", "Engine", "EventBus",
+    "CancelToken", "ContextOverflowError", "CorruptModelError", "Engine",
     "GenerateOutput", "Generation", "IncompatibleVocabError", "JudgePRM", "KVCacheFullError",
     "LoadOptions", "METHODS", "ModelLoadError", "ModelNotFoundError", "ModelSpec", "NotGGUFError",
-    "RewardModel", "SamplingParams", "ScoreRequest", "SearchCancelled", "SearchConfig", "SearchEvent",
+    "RewardModel", "SamplingParams", "ScoreRequest", "SearchConfig", "SearchEvent",
     "SearchResult", "SearchStats", "Solver", "SpecSearchError", "SpeculativeDecoder", "StepRecord",
     "StepTagPRM", "ThoughtNode",
 ]

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 from .config import SearchConfig
 from .engine import Engine, LoadOptions
 from .errors import SpecSearchError
-from .events import CancelToken, EventBus, SearchEvent, SearchFinished, SearchStarted
+from .events import CancelToken, SearchEvent, SearchFinished, SearchStarted
 from .generators import Models
 from .prm import DEFAULT_PRM_KIND, RewardModel, make_prm, prm_kind
 from .prm_info import PRM_KEY, describe_prm
@@ -71,7 +71,6 @@ class Solver:
         self.batch_invariant = batch_invariant
         self.spec_tokens = spec_tokens
         self.adaptive_draft = adaptive_draft
-        self.events = EventBus()
         self._engines: dict[str, Engine] = {}
         self._prm: RewardModel | None = None
         self._prm_description: dict | None = None
@@ -149,8 +148,9 @@ class Solver:
             return None
         return str(found) if found else None
 
-    def _emitter(self) -> Callable[[SearchEvent], None]:
-        """self.events.emit, recording the PRM description in the search's config."""
+    def _emitter(self, on_event: Callable[[SearchEvent], None] | None) -> Callable[[SearchEvent], None]:
+        """``on_event`` (the one route of a search's events), recording the PRM description in
+        the search's config."""
         prm = self.prm_description() if self._prm is not None else None
 
         def emit(event: SearchEvent) -> None:
@@ -158,7 +158,8 @@ class Solver:
                 event = dataclasses.replace(event, config={**event.config, PRM_KEY: prm})
             elif prm is not None and isinstance(event, SearchFinished):
                 event.result.config[PRM_KEY] = prm  # the result is returned as is: it carries it too
-            self.events.emit(event)
+            if on_event is not None:
+                on_event(event)
 
         return emit
 
@@ -172,13 +173,8 @@ class Solver:
     ) -> SearchResult:
         config = config or SearchConfig()
         with self._lock:
-            unsubscribe = self.events.subscribe(on_event) if on_event else None
-            try:
-                models = self.models(config.method)
-                return run_search(question, models, config, self._emitter(), cancel)
-            finally:
-                if unsubscribe:
-                    unsubscribe()
+            models = self.models(config.method)
+            return run_search(question, models, config, self._emitter(on_event), cancel)
 
     def next_step(self, question: str, previous_steps: Sequence[str], config: SearchConfig | None = None) -> str:
         """One more reasoning step after ``previous_steps`` (a tutoring hint)."""
@@ -186,7 +182,7 @@ class Solver:
         one = SearchConfig.from_dict({**base.to_dict(), "max_depth": 1, "beam_width": 1})
         with self._lock:
             models = self.models(one.method)
-            result = run_search(question, models, one, self._emitter(), None, previous_steps)
+            result = run_search(question, models, one, self._emitter(None), None, previous_steps)
         return result.node(result.best_leaf_id).text if result.best_leaf_id is not None else ""
 
     def judge_step(self, question: str, steps: Sequence[str]) -> float:

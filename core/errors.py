@@ -39,7 +39,3 @@ class ContextOverflowError(SpecSearchError):
 
 class KVCacheFullError(SpecSearchError):
     """The KV cache has no room even after evicting every idle sequence."""
-
-
-class SearchCancelled(SpecSearchError):
-    """Raised inside a search when its cancellation token was set."""

@@ -1,9 +1,11 @@
-"""Typed search events and the one subscription mechanism that delivers them.
+"""Typed search events, and the token that cancels a search.
 
-The CLI prints them, ``--json`` serialises them one per line, the TUI posts them
-as Textual messages: all three see the same stream.  Events are immutable and
-are emitted on the thread that runs the search; subscribers that touch a UI
-must hop to their own thread (the TUI does so with ``post_message``).
+A search delivers its events to one callback, the ``on_event`` of
+``run_search`` / ``Solver.solve``: that is the only route.  The CLI prints them,
+``--json`` serialises them one per line, the TUI batches them into Textual
+messages.  Events are immutable and are emitted on the thread that runs the
+search; a callback that touches a UI must hop to its own thread (the TUI does
+so with ``post_message``).  :class:`SearchFinished` is always the last event.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .tree import SearchResult, SearchStats, ThoughtNode
@@ -103,37 +105,9 @@ class SearchFinished(SearchEvent):
     result: "SearchResult"
 
 
-Subscriber = Callable[[SearchEvent], None]
-
-
-class EventBus:
-    """Fan-out of events to subscribers; thread-safe subscribe/unsubscribe."""
-
-    def __init__(self) -> None:
-        self._subscribers: list[Subscriber] = []
-        self._lock = threading.Lock()
-
-    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        """Register ``callback``; returns a function that unsubscribes it."""
-        with self._lock:
-            self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if callback in self._subscribers:
-                    self._subscribers.remove(callback)
-
-        return unsubscribe
-
-    def emit(self, event: SearchEvent) -> None:
-        with self._lock:
-            subscribers = list(self._subscribers)
-        for callback in subscribers:
-            callback(event)
-
-
 class CancelToken:
-    """Set from any thread; the search checks it at least once per step."""
+    """Set from any thread; the search checks it at least once per step and then returns
+    what it has (``SearchResult.cancelled``): cancelling is not an error."""
 
     def __init__(self) -> None:
         self._event = threading.Event()

@@ -14,6 +14,7 @@ import numpy as np
 
 from .engine import Engine, ScoreRequest
 from .errors import SpecSearchError
+from .text import one_line
 
 
 class RewardModel(Protocol):
@@ -51,13 +52,6 @@ def nested_requests(token_lists: Sequence[list[int]], candidates: Sequence[int])
     if all(list(last[: len(t)]) == list(t) for t in token_lists):
         return [ScoreRequest(last, [len(t) - 1 for t in token_lists], candidates)]
     return [ScoreRequest(t, [len(t) - 1], candidates) for t in token_lists]
-
-
-def one_line(text: str, remove: str = "") -> str:
-    """``text`` on one line with single spaces (and without ``remove``)."""
-    if remove:
-        text = text.replace(remove, " ")
-    return " ".join(text.split())
 
 
 class VerdictScoring:
@@ -129,7 +123,8 @@ class StepTagPRM(VerdictScoring):
 
     def text(self, question: str, steps: Sequence[str]) -> str:
         """The model's input for ``steps``, ending with the last step's tag."""
-        lines = [f"Step {i + 1}: {one_line(s, self.tag)}".rstrip() + f" {self.tag}" for i, s in enumerate(steps)]
+        flat = [one_line(s.replace(self.tag, " ") if self.tag else s) for s in steps]  # a tag inside a step would end it
+        lines = [f"Step {i + 1}: {s}".rstrip() + f" {self.tag}" for i, s in enumerate(flat)]
         return question.replace(self.tag, "").strip() + " " + "\n".join(lines)
 
     def tokens(self, question: str, steps: Sequence[str]) -> list[int]:

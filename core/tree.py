@@ -1,10 +1,15 @@
-"""The search tree: thought nodes, per-step records, statistics, the result."""
+"""The search tree: thought nodes, per-step records, statistics, the result.
+
+Each record reads itself back from its ``to_dict()`` (``from_dict``), so a saved
+search (history, ``--json`` output) is a :class:`SearchResult` again; fields a
+newer version added and an older record lacks take their defaults.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 Source = Literal["small", "large"]
 # generated:   made by the method's own generator (ar/sps/small, SpecSearch's first step)
@@ -36,8 +41,25 @@ class ThoughtNode:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ThoughtNode":
+    def from_dict(cls, data: Mapping[str, Any]) -> "ThoughtNode":
         return cls(**data)
+
+
+def path_to(nodes: Mapping[int, ThoughtNode], node_id: int | None) -> list[ThoughtNode]:
+    """Nodes from the first step down to ``node_id``, by parent links.  The walk stops at an
+    id ``nodes`` lacks (a tree pieced together from events may not have every node yet)."""
+    out: list[ThoughtNode] = []
+    while node_id is not None and node_id in nodes:
+        node = nodes[node_id]
+        out.append(node)
+        node_id = node.parent_id
+    return out[::-1]
+
+
+def _known_fields(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The items of ``data`` that are fields of dataclass ``cls`` (derived values are dropped)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
 
 
 @dataclass
@@ -53,6 +75,10 @@ class StepRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "StepRecord":
+        return cls(**_known_fields(cls, data))
 
 
 @dataclass
@@ -90,6 +116,11 @@ class SearchStats:
         out["tokens_per_second"] = {m: self.tokens_per_second(m) for m in ("small", "large")}
         return out
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "SearchStats":
+        """The inverse of to_dict() (the derived rates are recomputed, not read)."""
+        return cls(**_known_fields(cls, data or {}))
+
 
 @dataclass
 class SearchResult:
@@ -109,12 +140,7 @@ class SearchResult:
 
     def path(self, node_id: int | None) -> list[ThoughtNode]:
         """Nodes from the first step down to ``node_id``."""
-        out: list[ThoughtNode] = []
-        while node_id is not None:
-            node = self.nodes[node_id]
-            out.append(node)
-            node_id = node.parent_id
-        return out[::-1]
+        return path_to({n.id: n for n in self.nodes}, node_id)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -129,3 +155,19 @@ class SearchResult:
             "stats": self.stats.to_dict(),
             "cancelled": self.cancelled,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SearchResult":
+        """The inverse of to_dict(); tolerant of records saved by older versions."""
+        return cls(
+            question=data.get("question", ""),
+            method=data.get("method", ""),
+            config=dict(data.get("config") or {}),
+            nodes=[ThoughtNode.from_dict(n) for n in data.get("nodes", [])],
+            steps=[StepRecord.from_dict(s) for s in data.get("steps", [])],
+            best_leaf_id=data.get("best_leaf_id"),
+            solution=data.get("solution", ""),
+            answer=data.get("answer"),
+            stats=SearchStats.from_dict(data.get("stats")),
+            cancelled=bool(data.get("cancelled", False)),
+        )

@@ -81,10 +81,18 @@ async def ask(pilot, question: str) -> ChatScreen:
 
 
 def finished(screen: ChatScreen) -> Callable[[], bool]:
-    """A wait_until predicate: the chat's search is over and its worker released."""
+    """A wait_until predicate: the chat's search is over, its run ended and the history saved."""
     def search_finished() -> bool:
-        return screen.cancel_token is None and screen.live is not None and screen.live.done
+        return not screen.running and screen.live is not None and screen.live.done and saved(screen.app)()
     return search_finished
+
+
+def saved(app: SpecSearchApp) -> Callable[[], bool]:
+    """A wait_until predicate: every history save the app asked for is on disk (they run in workers)."""
+    def history_saved() -> bool:
+        return app.services.writer.idle
+    return history_saved
+
 
 def make_app(models: dict[str, Path] | None, check_models: bool = False, start_mode: str = "chat",
              batch_invariant: bool = False, **overrides: Any) -> SpecSearchApp:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from app_fixtures import (  # noqa: F401
-    LONG, QUESTION, app_models, ask, async_test, finished, long_models, make_app, type_text, wait_until,
+    LONG, QUESTION, app_models, ask, async_test, finished, long_models, make_app, saved, type_text, wait_until,
 )
 
 from specsearch.app.formatting import node_label
@@ -56,11 +56,11 @@ class TestAsk:
             assert panel.stats.live is screen.live
             assert screen.live.stats.tokens == result.stats.tokens
             # saved to history as it happened, ending with the full record
-            [summary] = app.history.list()
-            conv = app.history.load(summary.id)
+            [summary] = app.services.history.list()
+            conv = app.services.history.load(summary.id)
             [exchange] = conv.exchanges
             assert exchange.status == "done" and exchange.question == QUESTION
-            assert exchange.runs == [json.loads(json.dumps(result.to_dict()))]
+            assert [r.to_dict() for r in exchange.runs] == [json.loads(json.dumps(result.to_dict()))]
             assert exchange.settings["method"] == "specsearch"
 
     @async_test
@@ -99,7 +99,7 @@ class TestAsk:
             await pilot.press("enter")
             await wait_until(pilot, lambda: len(screen.query(ChatTurn)) == 2)
             await wait_until(pilot, finished(screen))
-            [summary] = app.history.list()
+            [summary] = app.services.history.list()
             assert summary.n_exchanges == 2
             # method small: every thought is the small model's own
             assert {n.source for n in screen.live.result.nodes} == {"small"}
@@ -115,12 +115,12 @@ class TestBaseline:
             panel = screen.query_one(SearchPanel)
             assert "measured" not in panel.stats.rows["speed-up vs ar"]
             await pilot.press("ctrl+b")
-            await wait_until(pilot, lambda: QUESTION in app.baselines and screen.cancel_token is None)
+            await wait_until(pilot, lambda: QUESTION in app.services.baselines and not screen.running and saved(app)())
             assert "measured" in panel.stats.rows["speed-up vs ar"]
-            assert f"ar {app.baselines[QUESTION]:.2f} s" in panel.stats.rows["speed-up vs ar"]
-            exchange = app.history.load(app.history.list()[0].id).exchanges[0]
-            assert [r["method"] for r in exchange.runs] == ["ar", "specsearch"]
-            assert exchange.runs[0]["stats"]["wall_seconds"] == app.baselines[QUESTION]
+            assert f"ar {app.services.baselines[QUESTION]:.2f} s" in panel.stats.rows["speed-up vs ar"]
+            exchange = app.services.history.load(app.services.history.list()[0].id).exchanges[0]
+            assert [r.method for r in exchange.runs] == ["ar", "specsearch"]
+            assert exchange.runs[0].stats.wall_seconds == app.services.baselines[QUESTION]
 
 
 class TestCancel:
@@ -137,10 +137,10 @@ class TestCancel:
             assert 1 <= len(result.steps) < LONG["max_depth"]
             assert_tree_matches(screen.query_one(SearchPanel), result)
             assert "cancelled" in str(screen.query_one(ChatTurn).query_one(".status").render())
-            [summary] = app.history.list()
-            exchange = app.history.load(summary.id).exchanges[0]
-            assert exchange.status == "cancelled" and exchange.runs[0]["cancelled"] is True
-            assert len(exchange.runs[0]["nodes"]) == len(result.nodes)
+            [summary] = app.services.history.list()
+            exchange = app.services.history.load(summary.id).exchanges[0]
+            assert exchange.status == "cancelled" and exchange.runs[0].cancelled is True
+            assert len(exchange.runs[0].nodes) == len(result.nodes)
 
 
 class TestQuit:
@@ -149,10 +149,10 @@ class TestQuit:
         app = make_app(long_models, **LONG)
         async with app.run_test(size=(140, 45)) as pilot:
             screen = await ask(pilot, QUESTION)
-            token = screen.cancel_token
+            run = screen.runs.get("search")
             await wait_until(pilot, lambda: len(screen.live.nodes) >= 2, timeout=60)
             await pilot.press("ctrl+c")
-        assert token.cancelled
+        assert run.cancelled
         assert app.return_code == 0
         # the conversation was saved with the question (and the tree so far)
         [summary] = HistoryStore().list()
@@ -176,7 +176,7 @@ class TestMissingModels:
             await pilot.press("enter")
             await wait_until(pilot, lambda: screen.query(".error-note"))
             assert "No small / large / prm model configured" in str(screen.query_one(".error-note").render())
-            assert screen.live is None and app.history.list() == []
+            assert screen.live is None and app.services.history.list() == []
 
     @async_test
     async def test_bad_model_path_fails_with_a_message_and_app_keeps_working(self, tmp_path, app_models):
@@ -188,7 +188,7 @@ class TestMissingModels:
             await wait_until(pilot, finished(screen))
             error = str(screen.query_one(ChatTurn).query_one(".error").render())
             assert "not-a-model.gguf" in error
-            exchange = app.history.load(app.history.list()[0].id).exchanges[0]
+            exchange = app.services.history.load(app.services.history.list()[0].id).exchanges[0]
             assert exchange.status == "error" and "not-a-model.gguf" in exchange.error
 
 
@@ -207,11 +207,11 @@ class TestRewardModelShown:
             shown = "\n".join(table.render_line(y).text for y in range(table.size.height))
             assert "reward model" in shown and "arithmetic check off" in shown  # on screen, maybe wrapped
             # the pooled solver was built with the setting
-            assert app.pool.loaded(resolve_models(app.settings), app.settings.prm_kind, arith_check=False)
-            [summary] = app.history.list()
-            conv = app.history.load(summary.id)
+            assert app.services.pool.loaded(resolve_models(app.settings), app.settings.prm_kind, arith_check=False)
+            [summary] = app.services.history.list()
+            conv = app.services.history.load(summary.id)
             [exchange] = conv.exchanges
-            assert exchange.runs[-1]["config"]["prm"] == expected
+            assert exchange.runs[-1].config["prm"] == expected
             assert exchange.settings["arith_check"] is False and exchange.settings["prm_head"] is None
 
             # reopened from history, the panel still names it
@@ -228,7 +228,7 @@ class TestRewardModelShown:
 
         result = synthetic_result()  # made before searches recorded their reward model
         conv = Conversation.new()
-        conv.exchanges.append(Exchange(result.question, runs=[result.to_dict()], answer=result.answer, status="done"))
+        conv.exchanges.append(Exchange(result.question, runs=[result], answer=result.answer, status="done"))
         app = make_app(app_models)
         async with app.run_test(size=(140, 45)) as pilot:
             await app.open_conversation(conv)

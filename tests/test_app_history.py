@@ -13,6 +13,7 @@ from specsearch.app.history import Conversation, Exchange, HistoryStore, to_mark
 from specsearch.app.screens.chat import ChatScreen
 from specsearch.app.widgets.chat_turn import ChatTurn
 from specsearch.app.widgets.search_panel import SearchPanel
+from specsearch.core.tree import SearchResult
 from specsearch.models.locations import data_dir, history_dir
 
 
@@ -50,7 +51,7 @@ class TestReopen:
 
             # a new question continues the reopened conversation
             await solve_in_chat(pilot, "What is 2+3?")
-            [summary] = app.history.list()
+            [summary] = app.services.history.list()
             assert summary.n_exchanges == 2
 
 
@@ -62,7 +63,7 @@ class TestDeleteExport:
             result = await solve_in_chat(pilot, QUESTION)
             await pilot.press("f5")
             await wait_until(pilot, lambda: app.current_mode == "history")
-            [summary] = app.history.list()
+            [summary] = app.services.history.list()
             await pilot.press("m")
             md = data_dir() / "exports" / f"{summary.id}.md"
             await wait_until(pilot, md.exists)
@@ -75,10 +76,10 @@ class TestDeleteExport:
             assert data["exchanges"][0]["runs"][0]["nodes"] == json.loads(json.dumps(result.to_dict()))["nodes"]
 
             await pilot.press("d")  # asks for confirmation
-            assert len(app.history.list()) == 1
+            assert len(app.services.history.list()) == 1
             await pilot.press("d")
-            await wait_until(pilot, lambda: app.history.list() == [])
-            assert app.screen.query_one("DataTable").row_count == 0
+            await wait_until(pilot, lambda: app.services.history.list() == [])
+            await wait_until(pilot, lambda: app.screen.query_one("DataTable").row_count == 0)
 
 
 class TestStore:
@@ -86,7 +87,7 @@ class TestStore:
         store = HistoryStore()
         conv = Conversation.new()
         result = synthetic_result()
-        conv.exchanges.append(Exchange(result.question, runs=[result.to_dict()], answer=result.answer, status="done"))
+        conv.exchanges.append(Exchange(result.question, runs=[result], answer=result.answer, status="done"))
         path = store.save(conv)
         assert path.parent == history_dir()
         assert not [p for p in history_dir().iterdir() if p.name.endswith(".tmp")]
@@ -105,7 +106,7 @@ class TestStore:
     def test_markdown_lists_the_answer_path_with_symbols(self):
         conv = Conversation.new()
         result = synthetic_result()
-        conv.exchanges.append(Exchange(result.question, runs=[result.to_dict()], answer=result.answer, status="done"))
+        conv.exchanges.append(Exchange(result.question, runs=[result], answer=result.answer, status="done"))
         md = to_markdown(conv)
         assert "**Answer:** \\frac{7}{2}" in md
         assert "| 1 | We need to add" in md and "✓★∎ accepted" in md
@@ -121,14 +122,14 @@ PRM = {"kind": "judge", "model": "small.gguf", "head": None, "arith_check": True
 FLAG = "20 − 12 = 8, not 9"
 
 
-def flagged_record() -> dict:
+def flagged_record() -> SearchResult:
     """A synthetic search record as Solver.solve saves it now: the reward model in its config,
     one best-path step (#2) and one rejected draft (#3) flagged by the arithmetic check."""
     result = synthetic_result()
     result.config["prm"] = PRM
     result.nodes[2].flag = FLAG
     result.nodes[3].flag = "2 + 2 = 4, not 5"
-    return result.to_dict()
+    return result
 
 
 TUTOR_TURNS = [
@@ -155,7 +156,7 @@ class TestRewardModelAndFlagsInExports:
     def test_markdown_of_records_without_them_is_unchanged(self):
         conv = Conversation.new()
         result = synthetic_result()
-        conv.exchanges.append(Exchange(result.question, runs=[result.to_dict()], answer=result.answer, status="done"))
+        conv.exchanges.append(Exchange(result.question, runs=[result], answer=result.answer, status="done"))
         md = to_markdown(conv)
         assert "Reward model" not in md and "⚠" not in md and "Arithmetic check" not in md
 

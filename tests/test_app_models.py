@@ -52,7 +52,8 @@ class TestImportDefaultsAsk:
             await wait_until(pilot, lambda: Registry.load().defaults()["large"] is not None)
             defaults = Registry.load().defaults()
             assert defaults["small"].name == "draft" and defaults["large"].name == "target"
-            assert "local models in" in str(screen.query_one("#models-banner").render())  # nothing missing now
+            # nothing missing now (the screen reads the registry again in a worker)
+            await wait_until(pilot, lambda: "local models in" in str(screen.query_one("#models-banner").render()))
 
             # the chat now searches with the defaults (PRM: the small model as judge)
             await pilot.press("f2")
@@ -61,9 +62,9 @@ class TestImportDefaultsAsk:
             chat.query_one("#question").focus()
             await type_text(pilot, "What is 2+3?")
             await pilot.press("enter")
-            await wait_until(pilot, lambda: chat.live is not None and chat.live.done and chat.cancel_token is None)
+            await wait_until(pilot, lambda: chat.live is not None and chat.live.done and not chat.running)
             assert chat.live.result is not None and chat.live.result.nodes
-            specs = app.pool._solver.specs
+            specs = app.services.pool._solver.specs
             assert specs["small"].path == defaults["small"].path and specs["prm"].path == defaults["small"].path
 
 

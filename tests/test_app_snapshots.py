@@ -39,8 +39,8 @@ def make_app() -> SpecSearchApp:
 def saved_conversation(question: str | None = None, when: float = 1_750_000_000.0) -> Conversation:
     result = synthetic_result(question) if question else synthetic_result()
     conv = Conversation(f"snap-{int(when)}", when, when)
-    conv.exchanges.append(Exchange(result.question, "chat", {}, [result.to_dict()], result.answer,
-                                   result.stats.to_dict(), "done", started_at=when))
+    conv.exchanges.append(Exchange(result.question, "chat", {}, [result], result.answer,
+                                   result.stats, "done", started_at=when))
     return conv
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 
 import pytest
-from app_fixtures import app_models, async_test, make_app, type_text, wait_until  # noqa: F401
+from app_fixtures import app_models, async_test, make_app, saved, type_text, wait_until  # noqa: F401
 
 from specsearch.app.screens.tutor import TutorScreen
 from specsearch.app.settings import resolve_models
@@ -45,7 +45,7 @@ async def start_session(pilot, question: str) -> TutorScreen:
 
 def app_solver(app):
     """The app's own Solver for its current settings (the one the tutor used)."""
-    return app.pool.for_settings(resolve_models(app.settings), app.settings)
+    return app.services.pool.for_settings(resolve_models(app.settings), app.settings)
 
 
 @contextlib.contextmanager
@@ -91,8 +91,9 @@ class TestHints:
             assert screen.session.turns[1]["text"] == expected2
 
             # saved to history as a tutoring exchange
-            [summary] = app.history.list()
-            exchange = app.history.load(summary.id).exchanges[0]
+            await wait_until(pilot, saved(app))
+            [summary] = app.services.history.list()
+            exchange = app.services.history.load(summary.id).exchanges[0]
             assert exchange.mode == "tutor" and [t["kind"] for t in exchange.tutor] == ["hint", "hint"]
 
 
@@ -183,9 +184,10 @@ class TestArithmetic:
             assert screen.session.turns[2]["kind"] == "hint" and screen.session.turns[2]["text"] == expected
 
             # the reason is saved with the turn
-            [summary] = app.history.list()
-            saved = app.history.load(summary.id).exchanges[0].tutor
-            assert saved[1]["arithmetic"] == ["20 − 12 = 8, not 9"]
+            await wait_until(pilot, saved(app))
+            [summary] = app.services.history.list()
+            turns_saved = app.services.history.load(summary.id).exchanges[0].tutor
+            assert turns_saved[1]["arithmetic"] == ["20 − 12 = 8, not 9"]
 
 
 class TestBusy:

@@ -263,7 +263,8 @@ class TestShownInTheTree:
 
     def test_flag_reaches_the_live_tree_label_and_details(self):
         from specsearch.app.formatting import FLAGGED, explain, node_label
-        from specsearch.app.live import LiveSearch, result_from_dict
+        from specsearch.app.live import LiveSearch
+        from specsearch.core.tree import SearchResult
         from specsearch.app.widgets.reasoning_tree import styled_label
 
         live = LiveSearch(PENS, "small")
@@ -282,4 +283,4 @@ class TestShownInTheTree:
         # and a record saved before the field existed loads
         record = {"question": PENS, "method": "small", "nodes": [
             {k: v for k, v in plain.to_dict().items() if k != "flag"}]}
-        assert result_from_dict(record).nodes[0].flag is None
+        assert SearchResult.from_dict(record).nodes[0].flag is None

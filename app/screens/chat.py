@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -14,20 +13,18 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Header, Static
 
-from specsearch.core.events import CancelToken
 from specsearch.core.tree import SearchResult
 
 from ..history import Conversation, Exchange
-from ..live import LiveSearch, result_from_dict
-from ..messages import SearchCompleted, SearchEvents, SearchFailed, SearchStatus
+from ..live import LiveSearch
+from ..messages import RunEnded, SearchCompleted, SearchEvents, SearchFailed, SearchStatus
+from ..runs import Run, RunController
 from ..search_worker import run_search_job
-from ..settings import ResolvedModels, Settings, missing_message, resolve_models
+from ..services import AppServices
+from ..settings import missing_message, resolve_models
 from ..widgets.chat_turn import ChatTurn
 from ..widgets.question_input import QuestionInput
 from ..widgets.search_panel import SearchPanel
-
-if TYPE_CHECKING:
-    from ..app import SpecSearchApp
 
 WELCOME = (
     "Type a math question below and press Enter. The small model drafts each reasoning step, "
@@ -38,6 +35,9 @@ SAVE_EVERY = 2.0  # seconds between history saves while a search runs
 
 
 class ChatScreen(Screen):
+    """Runs: the question's search ("search") and, on Ctrl+B, an `ar` baseline ("baseline"):
+    two independent run handles (app/runs.py), one at a time."""
+
     BINDINGS = [
         Binding("escape", "cancel", "Cancel"),
         Binding("ctrl+n", "new_conversation", "New"),
@@ -46,19 +46,16 @@ class ChatScreen(Screen):
         Binding("ctrl+l", "focus_input", "Input", show=False),
     ]
 
-    app: "SpecSearchApp"
-
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, services: AppServices, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.services = services
+        self.runs = RunController(self, services.runs)
         self.conversation: Conversation | None = None
         self.exchange: Exchange | None = None
-        self.run_id: int | None = None
-        self.cancel_token: CancelToken | None = None
         self.live: LiveSearch | None = None
         self.turn: ChatTurn | None = None
         self._ticker: Timer | None = None
         self._last_save = 0.0
-        self.baseline_run_id: int | None = None  # an `ar` run timing the last question
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
@@ -66,7 +63,7 @@ class ChatScreen(Screen):
             with Vertical(id="chat-column"):
                 with VerticalScroll(id="turns"):
                     yield Static(Text(WELCOME), id="welcome")
-                yield QuestionInput("Ask a math question…", id="question", history=self.app.question_history)
+                yield QuestionInput("Ask a math question…", id="question", history=self.services.question_history)
             yield SearchPanel(id="panel")
         yield Footer(compact=True)
 
@@ -78,10 +75,8 @@ class ChatScreen(Screen):
     # ------------------------------------------------------------- state ---
     @property
     def running(self) -> bool:
-        return self.cancel_token is not None
-
-    def baseline_for(self, question: str) -> float | None:
-        return self.app.baselines.get(question.strip())
+        """A search or a baseline runs (the models serve one at a time)."""
+        return self.runs.busy
 
     # ------------------------------------------------------------ asking ---
     @on(QuestionInput.Submitted, "#question")
@@ -92,7 +87,7 @@ class ChatScreen(Screen):
         if self.running:
             self.notify("A search is running — Esc cancels it.", severity="warning")
             return
-        settings = self.app.settings
+        settings = self.services.settings
         models = resolve_models(settings)
         problem = missing_message(models, settings.method)
         turns = self.query_one("#turns", VerticalScroll)
@@ -105,109 +100,106 @@ class ChatScreen(Screen):
             self.conversation = Conversation.new()
         self.exchange = Exchange(question, "chat", settings.to_dict())
         self.conversation.exchanges.append(self.exchange)
-        self.app.save_conversation(self.conversation)
+        self.services.save_conversation(self.conversation)
 
-        self.run_id, self.cancel_token = self.app.new_run()
-        self.turn = ChatTurn(question, self.run_id)
+        self.turn = ChatTurn(question)
         await turns.mount(self.turn)
         turns.scroll_end(animate=False)
         self.live = LiveSearch(question, settings.method)
-        self.live.config = settings.search_config().to_dict()
         panel = self.query_one(SearchPanel)
-        panel.show(self.live, self.baseline_for(question))
+        panel.show(self.live, self.services.baseline_for(question))
         panel.set_status("starting…")
         self.turn.set_status("starting…")
         self._ticker = self.set_interval(0.5, self._tick)
-        self.search(models, settings, question, self.run_id, self.cancel_token)
-
-    @work(thread=True, exclusive=True, group="search")
-    def search(self, models: ResolvedModels, settings: Settings, question: str, run_id: int, cancel: CancelToken) -> None:
-        run_search_job(self.app.pool, models, settings, question, settings.method, run_id, cancel, self.post_message)
+        pool, method = self.services.pool, settings.method
+        self.runs.start("search", lambda run: run_search_job(pool, models, settings, question, method, run.id,
+                                                             run.token, self.post_message))
 
     def _tick(self) -> None:
-        if self.live is None or self.turn is None or not self.running or self.live.done:
+        search = self.runs.get("search")
+        if self.live is None or self.turn is None or search is None or self.live.done:
             return
         self.query_one(SearchPanel).stats.refresh_stats()
         step = len(self.live.steps)
-        cancelling = " — cancelling after this step" if self.cancel_token and self.cancel_token.cancelled else ""
+        cancelling = " — cancelling after this step" if search.cancelled else ""
         self.turn.set_status(f"{self.query_one(SearchPanel).status or 'searching…'} step {step} · "
                              f"{self.live.elapsed:.1f} s{cancelling}")
 
     # ---------------------------------------------------------- messages ---
     @on(SearchStatus)
     def _status(self, message: SearchStatus) -> None:
-        if message.run_id == self.baseline_run_id:
+        run = self.runs.of(message)
+        if run is None:
+            return
+        if run.purpose == "baseline":
             self.query_one(SearchPanel).set_status(f"baseline: {message.text}")
-        elif message.run_id == self.run_id:
+        else:
             self.query_one(SearchPanel).set_status(message.text)
             self._tick()
 
     @on(SearchEvents)
     async def _events(self, message: SearchEvents) -> None:
-        if message.run_id != self.run_id or self.live is None or self.turn is None:
+        run = self.runs.of(message)
+        if run is None or run.purpose != "search" or self.live is None or self.turn is None:
             return
         self.live.apply(message.events)
         self.query_one(SearchPanel).sync()
         await self.turn.stream(self.live)
         if time.monotonic() - self._last_save > SAVE_EVERY and self.exchange is not None and not self.live.done:
-            self.exchange.runs = [self.live.to_record()]
+            self.exchange.runs, self.exchange.partial = [self.live.snapshot()], True
             self._save()
 
-    @on(SearchCompleted)
-    async def _completed(self, message: SearchCompleted) -> None:
-        if message.run_id == self.baseline_run_id:
-            self._baseline_done(message.result)
+    @on(RunEnded)
+    async def _run_ended(self, message: RunEnded) -> None:
+        run = self.runs.end(message)
+        if run is None:
             return
-        if message.run_id != self.run_id or self.live is None or self.turn is None:
+        if run.purpose == "baseline":
+            self._baseline_ended(message)
+        elif isinstance(message, SearchCompleted):
+            await self._search_completed(message.result)
+        elif isinstance(message, SearchFailed):
+            await self._search_failed(message.error)
+        self._end_run()
+
+    async def _search_completed(self, result: SearchResult) -> None:
+        if self.live is None or self.turn is None:
             return
-        result = message.result
-        if self.live.result is not result:
-            self.live.finish(result)
+        self.live.finish(result)
         panel = self.query_one(SearchPanel)
         panel.sync()
         panel.set_status("cancelled" if result.cancelled else "done")
         await self.turn.finish(self.live, result)
         if self.exchange is not None:
-            self.exchange.runs = [result.to_dict()]
+            self.exchange.runs, self.exchange.partial = [result], False
             self.exchange.answer = result.answer
-            self.exchange.stats = result.stats.to_dict()
+            self.exchange.stats = result.stats
             self.exchange.status = "cancelled" if result.cancelled else "done"
-        self._end_run()
 
-    @on(SearchFailed)
-    async def _failed(self, message: SearchFailed) -> None:
-        if message.run_id == self.baseline_run_id:
-            self.baseline_run_id = None
-            self.query_one(SearchPanel).set_status("baseline failed")
-            self.notify(message.error, title="Baseline failed", severity="error", timeout=10)
-            self._end_run()
-            return
-        if message.run_id != self.run_id or self.live is None or self.turn is None:
+    async def _search_failed(self, error: str) -> None:
+        if self.live is None or self.turn is None:
             return
         self.live.stop()
         self.query_one(SearchPanel).set_status("failed")
-        await self.turn.finish(self.live, error=message.error)
+        await self.turn.finish(self.live, error=error)
         if self.exchange is not None:
-            self.exchange.status, self.exchange.error = "error", message.error
+            self.exchange.status, self.exchange.error = "error", error
             if self.live.nodes:
-                self.exchange.runs = [self.live.to_record()]
-        self.notify(message.error, title="Search failed", severity="error", timeout=10)
-        self._end_run()
+                self.exchange.runs, self.exchange.partial = [self.live.snapshot()], True
+        self.notify(error, title="Search failed", severity="error", timeout=10)
 
     def _end_run(self) -> None:
-        if self._ticker is not None:
+        if self._ticker is not None and self.runs.get("search") is None:
             self._ticker.stop()
             self._ticker = None
         self.query_one(SearchPanel).stats.refresh_stats()
         self._save()
-        self.app.forget_run(self.cancel_token)
-        self.cancel_token = None
         self.query_one("#turns", VerticalScroll).scroll_end(animate=False)
 
     def _save(self) -> None:
         self._last_save = time.monotonic()
         if self.conversation is not None:
-            self.app.save_conversation(self.conversation)
+            self.services.save_conversation(self.conversation)
 
     # ---------------------------------------------------------- baseline ---
     def action_baseline(self) -> None:
@@ -219,45 +211,48 @@ class ChatScreen(Screen):
         if live is None or not live.done or not live.question:
             self.notify("Ask a question first; Ctrl+B then times the large model alone on it.")
             return
-        settings = self.app.settings
+        if self.start_baseline(live.question) is not None:
+            self.notify("Running the large model alone (ar) on this question to measure the speed-up…")
+
+    def start_baseline(self, question: str) -> Run | None:
+        """An `ar` run on ``question``: a run of its own, independent of the question's search."""
+        settings = self.services.settings
         models = resolve_models(settings)
         problem = missing_message(models, "ar")
         if problem:
             self.notify(problem, title="Models missing", severity="error", timeout=8)
-            return
-        self.baseline_run_id, self.cancel_token = self.app.new_run()
+            return None
         self.query_one(SearchPanel).set_status("baseline: running ar…")
-        self.notify("Running the large model alone (ar) on this question to measure the speed-up…")
-        self.baseline(models, settings, live.question, self.baseline_run_id, self.cancel_token)
+        pool = self.services.pool
+        return self.runs.start("baseline", lambda run: run_search_job(pool, models, settings, question, "ar", run.id,
+                                                                      run.token, self.post_message))
 
-    @work(thread=True, exclusive=True, group="search")
-    def baseline(self, models: ResolvedModels, settings: Settings, question: str, run_id: int,
-                 cancel: CancelToken) -> None:
-        run_search_job(self.app.pool, models, settings, question, "ar", run_id, cancel, self.post_message)
-
-    def _baseline_done(self, result: SearchResult) -> None:
-        self.baseline_run_id = None
+    def _baseline_ended(self, message: RunEnded) -> None:
         panel = self.query_one(SearchPanel)
+        if isinstance(message, SearchFailed):
+            panel.set_status("baseline failed")
+            self.notify(message.error, title="Baseline failed", severity="error", timeout=10)
+            return
+        assert isinstance(message, SearchCompleted)
+        result = message.result
         if result.cancelled:
             panel.set_status("baseline cancelled")
-        else:
-            question = result.question.strip()
-            self.app.baselines[question] = result.stats.wall_seconds
-            panel.set_status(f"baseline: ar took {result.stats.wall_seconds:.2f} s")
-            if panel.live is not None and panel.live.question.strip() == question:
-                panel.stats.baseline_seconds = result.stats.wall_seconds
-            if self.conversation is not None:  # kept with the exchange, before its own run
-                for ex in reversed(self.conversation.exchanges):
-                    if ex.question.strip() == question:
-                        ex.runs.insert(0, result.to_dict())
-                        break
-        self._end_run()
+            return
+        question = result.question.strip()
+        self.services.baselines[question] = result.stats.wall_seconds
+        panel.set_status(f"baseline: ar took {result.stats.wall_seconds:.2f} s")
+        if panel.live is not None and panel.live.question.strip() == question:
+            panel.stats.baseline_seconds = result.stats.wall_seconds
+        if self.conversation is not None:  # kept with the exchange, before its own run
+            for ex in reversed(self.conversation.exchanges):
+                if ex.question.strip() == question:
+                    ex.runs.insert(0, result)
+                    break
 
     # ----------------------------------------------------------- actions ---
     def action_cancel(self) -> None:
-        if self.cancel_token is None:
+        if not self.runs.cancel():
             return
-        self.cancel_token.cancel()
         self.query_one(SearchPanel).set_status("cancelling…")
         self.notify("Cancelling: the search stops after the current step; the tree so far stays.")
 
@@ -283,7 +278,7 @@ class ChatScreen(Screen):
     def _turn_chosen(self, message: ChatTurn.Chosen) -> None:
         turn = message.turn
         if turn.live is not None:
-            self.query_one(SearchPanel).show(turn.live, self.baseline_for(turn.question))
+            self.query_one(SearchPanel).show(turn.live, self.services.baseline_for(turn.question))
 
     # ----------------------------------------------------------- history ---
     async def open_conversation(self, conv: Conversation) -> None:
@@ -299,17 +294,16 @@ class ChatScreen(Screen):
             turn = ChatTurn(ex.question)
             await turns.mount(turn)
             if ex.runs:
-                record = ex.runs[-1]
-                live = LiveSearch.from_record(record)
-                result = None if record.get("partial") else result_from_dict(record)
+                live = LiveSearch.from_result(ex.runs[-1], partial=ex.partial)
+                result = None if ex.partial else ex.runs[-1]
                 await turn.finish(live, result, ex.error if result is None else None)
                 if result is None and ex.error is None:
                     turn.set_status(f"interrupted ({ex.status}): the tree so far is kept")
                 last_live = live
                 # an `ar` run before the last one (race, Ctrl+B) is this question's measured baseline
-                ar = next((r for r in ex.runs[:-1] if r.get("method") == "ar" and not r.get("cancelled")), None)
+                ar = next((r for r in ex.runs[:-1] if r.method == "ar" and not r.cancelled), None)
                 if ar is not None:
-                    self.app.baselines.setdefault(ex.question.strip(), ar["stats"]["wall_seconds"])
+                    self.services.baselines.setdefault(ex.question.strip(), ar.stats.wall_seconds)
             elif ex.mode == "tutor":
                 await turn.show_tutoring(ex.tutor)
             elif ex.error:
@@ -318,6 +312,6 @@ class ChatScreen(Screen):
                 turn.set_status(ex.status)
         self.live, self.turn = last_live, None
         panel = self.query_one(SearchPanel)
-        panel.show(last_live, self.baseline_for(last_live.question) if last_live else None)
+        panel.show(last_live, self.services.baseline_for(last_live.question) if last_live else None)
         panel.set_status("from history" if last_live else "")
         turns.scroll_end(animate=False)

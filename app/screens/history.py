@@ -1,22 +1,26 @@
-"""Saved conversations: browse, reopen, delete, export to Markdown / JSON."""
+"""Saved conversations: browse, reopen, delete, export to Markdown / JSON.
+
+Every read and write of the history folder runs in a worker; the results come
+back as typed messages (HistoryListed, ConversationLoaded, HistoryWritten)."""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Callable
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from ..formatting import one_line
-from ..history import Summary
+from specsearch.core.text import one_line
 
-if TYPE_CHECKING:
-    from ..app import SpecSearchApp
+from ..history import HistoryStore, Summary
+from ..messages import ConversationLoaded, HistoryListed, HistoryWritten, OpenConversation
+from ..services import AppServices
 
 
 class HistoryScreen(Screen):
@@ -33,10 +37,9 @@ class HistoryScreen(Screen):
     HistoryScreen #history-note { height: auto; padding: 0 1; color: $text-muted; }
     """
 
-    app: "SpecSearchApp"
-
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, services: AppServices, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.store: HistoryStore = services.history
         self.summaries: list[Summary] = []
         self._armed_delete: str | None = None
 
@@ -55,10 +58,20 @@ class HistoryScreen(Screen):
     def on_screen_resume(self) -> None:
         self.action_reload()
 
+    # ----------------------------------------------------------- reading ---
     def action_reload(self) -> None:
+        self.read_list()
+
+    @work(thread=True, exclusive=True, group="history-list")
+    def read_list(self) -> None:
+        self.post_message(HistoryListed(tuple(self.store.list())))
+
+    @on(HistoryListed)
+    def _listed(self, message: HistoryListed) -> None:
+        message.stop()  # the app reads its question history from a message of the same kind
         table = self.query_one(DataTable)
         table.clear()
-        self.summaries = self.app.history.list()
+        self.summaries = list(message.summaries)
         for s in self.summaries:
             table.add_row(
                 time.strftime("%Y-%m-%d %H:%M", time.localtime(s.updated_at)),
@@ -80,21 +93,31 @@ class HistoryScreen(Screen):
             return None
         return self.summaries[table.cursor_row].id
 
-    async def action_reopen(self) -> None:
+    def action_reopen(self) -> None:
         conv_id = self.selected_id()
-        if conv_id is None:
-            return
+        if conv_id is not None:
+            self.read_conversation(conv_id)
+
+    @work(thread=True, group="history-load")
+    def read_conversation(self, conv_id: str) -> None:
         try:
-            conv = self.app.history.load(conv_id)
+            self.post_message(ConversationLoaded(conv_id, self.store.load(conv_id)))
         except (OSError, ValueError, KeyError) as exc:
-            self.notify(f"Cannot open {conv_id}: {exc}", severity="error")
-            return
-        await self.app.open_conversation(conv)
+            self.post_message(ConversationLoaded(conv_id, error=str(exc)))
+
+    @on(ConversationLoaded)
+    def _loaded(self, message: ConversationLoaded) -> None:
+        message.stop()
+        if message.error is not None:
+            self.notify(f"Cannot open {message.conv_id}: {message.error}", severity="error")
+        else:
+            self.post_message(OpenConversation(message.conversation))  # the app switches to the chat
 
     @on(DataTable.RowSelected)
-    async def _row_selected(self) -> None:
-        await self.action_reopen()
+    def _row_selected(self) -> None:
+        self.action_reopen()
 
+    # ----------------------------------------------------------- writing ---
     def action_delete(self) -> None:
         conv_id = self.selected_id()
         if conv_id is None:
@@ -104,18 +127,29 @@ class HistoryScreen(Screen):
             self.notify("Press d again to delete this conversation.", severity="warning")
             return
         self._armed_delete = None
-        self.app.history.delete(conv_id)
-        self.notify("Conversation deleted.")
-        self.action_reload()
+        self.write("delete", lambda: self.store.delete(conv_id))
 
     def action_export(self, fmt: str) -> None:
         conv_id = self.selected_id()
-        if conv_id is None:
-            return
+        if conv_id is not None:
+            self.write("export", lambda: self.store.export(self.store.load(conv_id), fmt))  # type: ignore[arg-type]
+
+    @work(thread=True, group="history-write")
+    def write(self, what: str, job: Callable[[], Path | None]) -> None:
         try:
-            path = self.app.history.export(self.app.history.load(conv_id), fmt)  # type: ignore[arg-type]
+            self.post_message(HistoryWritten(what, path=job()))
         except (OSError, ValueError, KeyError) as exc:
-            self.notify(f"Export failed: {exc}", severity="error")
-            return
-        self.notify(f"Exported to {path}", timeout=8)
-        self.query_one("#history-note", Static).update(Text(f"Exported to {path}"))
+            self.post_message(HistoryWritten(what, error=str(exc)))
+
+    @on(HistoryWritten)
+    def _written(self, message: HistoryWritten) -> None:
+        message.stop()
+        if message.what == "delete":
+            self.notify("Conversation deleted." if message.error is None else f"Delete failed: {message.error}",
+                        severity="information" if message.error is None else "error")
+            self.action_reload()
+        elif message.error is not None:
+            self.notify(f"Export failed: {message.error}", severity="error")
+        else:
+            self.notify(f"Exported to {message.path}", timeout=8)
+            self.query_one("#history-note", Static).update(Text(f"Exported to {message.path}"))

@@ -1,11 +1,12 @@
 """Model manager: local models (the Registry), pull from the catalog, import a file,
-assemble the offline pack — each with a progress bar — delete, set defaults."""
+assemble the offline pack — each with a progress bar — delete, set defaults.
+Every registry read and write runs in a worker; results come back as typed messages."""
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from rich.text import Text
 from textual import on, work
@@ -17,12 +18,10 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, ProgressBar
 from specsearch.models import Registry, assemble_offline_pack, catalog, pull
 from specsearch.models.locations import models_dir
 
-from ..messages import TransferFinished, TransferProgress
+from ..messages import RegistryChanged, RegistryRead, TransferFinished, TransferProgress
 from ..search_worker import describe_error
+from ..services import AppServices
 from ..settings import missing_message, resolve_models
-
-if TYPE_CHECKING:
-    from ..app import SpecSearchApp
 
 CLI_HINT = ("In a shell: `specsearch models pack` registers the offline Qwen pair, "
             "`specsearch models pull NAME` downloads one, `specsearch models --help` lists the rest.")
@@ -61,10 +60,9 @@ class ModelsScreen(Screen):
     ModelsScreen #transfer-status { height: auto; padding: 0 1; color: $text-muted; }
     """
 
-    app: "SpecSearchApp"
-
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, services: AppServices, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.services = services
         self.registry: Registry | None = None
         self.local: list[Any] = []
         self.catalog_items: list[Any] = []
@@ -99,20 +97,31 @@ class ModelsScreen(Screen):
 
     # ------------------------------------------------------------ listing ---
     def action_reload(self) -> None:
+        self.read_registry()
+
+    @work(thread=True, exclusive=True, group="registry-read")
+    def read_registry(self) -> None:
+        try:
+            registry = Registry.load()
+            entries = registry.entries()
+            defaults = {r: e for r, e in registry.defaults().items() if e is not None}
+        except Exception as exc:  # an unreadable registry: say so, keep the app usable
+            self.post_message(RegistryRead(error=describe_error(exc)))
+            return
+        self.post_message(RegistryRead(registry, tuple(entries), defaults))
+
+    @on(RegistryRead)
+    def _registry_read(self, message: RegistryRead) -> None:
         local = self.query_one("#local-table", DataTable)
         cat = self.query_one("#catalog-table", DataTable)
         local.clear()
         cat.clear()
         banner = self.query_one("#models-banner", Static)
-        problem = missing_message(resolve_models(self.app.settings), self.app.settings.method)
+        problem = missing_message(resolve_models(self.services.settings), self.services.settings.method)
         banner.set_class(problem is not None, "missing")
-        try:
-            self.registry = Registry.load()
-            self.local = self.registry.entries()
-            defaults = {r: e for r, e in self.registry.defaults().items() if e is not None}
-        except Exception as exc:  # an unreadable registry: say so, keep the app usable
-            self.registry, self.local, defaults = None, [], {}
-            problem = f"{problem or ''} Model registry unreadable: {describe_error(exc)}".strip()
+        self.registry, self.local, defaults = message.registry, list(message.entries), message.defaults or {}
+        if message.error is not None:
+            problem = f"{problem or ''} Model registry unreadable: {message.error}".strip()
         self.catalog_items = catalog()
         for e in self.local:
             roles = ", ".join(r for r, d in defaults.items() if d.name == e.name)
@@ -137,13 +146,9 @@ class ModelsScreen(Screen):
         if entry is None or self.registry is None:
             self.notify("Highlight a local model first.")
             return
-        try:
-            self.registry.set_default(role, entry.name)
-        except Exception as exc:  # e.g. a small model whose vocabulary the large one does not share
-            self.notify(describe_error(exc), title="Default not set", severity="error", timeout=10)
-            return
-        self.notify(f"{entry.name} is now the default {role} model.")
-        self.action_reload()
+        registry = self.registry
+        self.change_registry("Default not set", f"{entry.name} is now the default {role} model.",
+                             lambda: registry.set_default(role, entry.name))
 
     def action_delete(self) -> None:
         entry = self._highlighted("#local-table", self.local)
@@ -154,12 +159,24 @@ class ModelsScreen(Screen):
             self.notify(f"Press d again to delete {entry.name}.", severity="warning")
             return
         self._armed_delete = None
+        registry = self.registry
+        self.change_registry("Not deleted", f"Deleted {entry.name}.", lambda: registry.remove(entry.name))
+
+    @work(thread=True, group="registry-write")
+    def change_registry(self, title: str, note: str, change: Callable[[], object]) -> None:
         try:
-            self.registry.remove(entry.name)
-        except Exception as exc:  # the registry says why
-            self.notify(describe_error(exc), title="Not deleted", severity="error")
+            change()
+        except Exception as exc:  # e.g. a small model whose vocabulary the large one does not share
+            self.post_message(RegistryChanged(title, error=describe_error(exc)))
             return
-        self.notify(f"Deleted {entry.name}.")
+        self.post_message(RegistryChanged(title, note))
+
+    @on(RegistryChanged)
+    def _registry_changed(self, message: RegistryChanged) -> None:
+        if message.error is not None:
+            self.notify(message.error, title=message.title, severity="error", timeout=10)
+            return
+        self.notify(message.note)
         self.action_reload()
 
     # ---------------------------------------------------------- transfers ---
@@ -202,9 +219,10 @@ class ModelsScreen(Screen):
         event.input.value = ""
         event.input.remove_class("shown")
         self.query_one("#local-table").focus()
-        registry = self.registry or Registry.load()
-        if self._begin(f"importing {path}"):
-            self.transfer_worker(self.transfer, lambda progress, cancel: [registry.import_file(path, on_progress=progress)])
+        registry = self.registry
+        if self._begin(f"importing {path}"):  # the registry is read (if it was not) in the worker
+            self.transfer_worker(self.transfer, lambda progress, cancel: [
+                (registry or Registry.load()).import_file(path, on_progress=progress)])
 
     def action_cancel_transfer(self) -> None:
         box = self.query_one("#import-path", Input)

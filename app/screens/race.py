@@ -1,13 +1,13 @@
 """Race mode: ar (large model alone) and specsearch on the same question, one after
-the other, with the measured speed-up and whether the answers agree."""
+the other, with the measured speed-up and whether the answers agree.  Each leg is a
+run of its own (app/runs.py); the next starts when the previous one completes."""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -16,20 +16,18 @@ from textual.timer import Timer
 from textual.widgets import Footer, Header, Static
 
 from specsearch.core.answers import is_equivalent
-from specsearch.core.events import CancelToken
 from specsearch.core.tree import SearchResult
 
 from ..formatting import fmt_secs
 from ..history import Conversation, Exchange
 from ..live import LiveSearch
-from ..messages import SearchCompleted, SearchEvents, SearchFailed, SearchStatus
-from ..search_worker import describe_error, load_models, run_search_job
+from ..messages import RunEnded, SearchCompleted, SearchEvents, SearchFailed, SearchStatus
+from ..runs import RunController
+from ..search_worker import run_search_job
+from ..services import AppServices
 from ..settings import ResolvedModels, Settings, missing_message, resolve_models
 from ..widgets.question_input import QuestionInput
 from ..widgets.search_panel import SearchPanel
-
-if TYPE_CHECKING:
-    from ..app import SpecSearchApp
 
 METHODS = ("ar", "specsearch")
 NOTE = ("The two searches run one after the other, not at once: on a 2-core machine running both "
@@ -70,22 +68,22 @@ class RaceScreen(Screen):
     RaceScreen QuestionInput { height: 3; }
     """
 
-    app: "SpecSearchApp"
-
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, services: AppServices, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.cancel_token: CancelToken | None = None
-        self.runs: dict[int, str] = {}  # run id -> method
+        self.services = services
+        self.runs = RunController(self, services.runs)  # one run per leg, purpose = its method
         self.lives: dict[str, LiveSearch] = {}
         self.results: dict[str, SearchResult] = {}
         self.conversation: Conversation | None = None
         self.exchange: Exchange | None = None
         self._ticker: Timer | None = None
+        self._leg: tuple[ResolvedModels, Settings, str] | None = None  # what the next leg runs on
         self.done = False
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield QuestionInput("A question to race ar against specsearch…", id="race-question", history=self.app.question_history)
+        yield QuestionInput("A question to race ar against specsearch…", id="race-question",
+                            history=self.services.question_history)
         yield Static(Text(NOTE), id="race-note")
         with Horizontal(id="race-panels"):
             yield SearchPanel("ar — large model alone", id="panel-ar")
@@ -106,10 +104,10 @@ class RaceScreen(Screen):
         self.start(event.text)
 
     def start(self, question: str) -> None:
-        if self.cancel_token is not None:
+        if self.runs.busy:
             self.notify("A race is running — Esc cancels it.", severity="warning")
             return
-        settings = self.app.settings
+        settings = self.services.settings
         models = resolve_models(settings)
         problems = [p for p in (missing_message(models, m) for m in METHODS) if p]
         if problems:
@@ -118,39 +116,26 @@ class RaceScreen(Screen):
             return
         self.done = False
         self.results.clear()
-        self.runs.clear()
-        self.lives = {}
-        first_id, self.cancel_token = self.app.new_run()  # one token stops both runs
-        run_ids = (first_id, self.app.next_run_id())
-        for run_id, method in zip(run_ids, METHODS):
-            self.runs[run_id] = method
-            live = LiveSearch(question, method)
-            live.config = settings.search_config(method).to_dict()
-            self.lives[method] = live
+        self.lives = {method: LiveSearch(question, method) for method in METHODS}
         for method in METHODS:
             self.panel(method).show(None)
             self.panel(method).set_status("waiting")
         self.conversation = Conversation.new()
         self.exchange = Exchange(question, "race", settings.to_dict())
         self.conversation.exchanges.append(self.exchange)
-        self.app.save_conversation(self.conversation)
+        self.services.save_conversation(self.conversation)
         self.query_one("#race-verdict", Static).update(Text("Racing… (Esc cancels)"))
         self._ticker = self.set_interval(0.5, self._tick)
-        self.race(models, settings, question, run_ids, self.cancel_token)
+        self._leg = (models, settings, question)
+        self._start_leg(METHODS[0], preload=METHODS[1:])
 
-    @work(thread=True, exclusive=True, group="race")
-    def race(self, models: ResolvedModels, settings: Settings, question: str, run_ids: tuple[int, ...],
-             cancel: CancelToken) -> None:
-        try:
-            load_models(self.app.pool, models, settings, METHODS, self.post_message, run_ids[0])
-        except Exception as exc:  # reported like a failed search
-            self.post_message(SearchFailed(run_ids[0], describe_error(exc)))
-            return
-        for run_id, method in zip(run_ids, METHODS):
-            if cancel.cancelled:
-                break
-            if run_search_job(self.app.pool, models, settings, question, method, run_id, cancel, self.post_message) is None:
-                break
+    def _start_leg(self, method: str, preload: tuple[str, ...] = ()) -> None:
+        """One search of the race; the first loads every leg's models (loading is not timed)."""
+        assert self._leg is not None
+        models, settings, question = self._leg
+        pool = self.services.pool
+        self.runs.start(method, lambda run: run_search_job(pool, models, settings, question, method, run.id,
+                                                           run.token, self.post_message, preload=preload))
 
     def _tick(self) -> None:
         for method, live in self.lives.items():
@@ -159,79 +144,80 @@ class RaceScreen(Screen):
 
     @on(SearchStatus)
     def _status(self, message: SearchStatus) -> None:
-        method = self.runs.get(message.run_id)
-        if method is not None:
-            self.panel(method).set_status(message.text)
+        run = self.runs.of(message)
+        if run is not None:
+            self.panel(run.purpose).set_status(message.text)
 
     @on(SearchEvents)
     def _events(self, message: SearchEvents) -> None:
-        method = self.runs.get(message.run_id)
-        if method is None:
+        run = self.runs.of(message)
+        if run is None:
             return
-        live = self.lives[method]
-        panel = self.panel(method)
+        live = self.lives[run.purpose]
+        panel = self.panel(run.purpose)
         if panel.live is not live:
             live.started = time.monotonic()
             panel.show(live)
         live.apply(message.events)
         panel.sync()
 
-    @on(SearchCompleted)
-    def _completed(self, message: SearchCompleted) -> None:
-        method = self.runs.get(message.run_id)
-        if method is None:
+    @on(RunEnded)
+    def _run_ended(self, message: RunEnded) -> None:
+        run = self.runs.end(message)
+        if run is None:
             return
+        if isinstance(message, SearchCompleted):
+            self._completed(run.purpose, message.result)
+        elif isinstance(message, SearchFailed):
+            self._failed(run.purpose, message.error)
+
+    def _completed(self, method: str, result: SearchResult) -> None:
         live = self.lives[method]
         panel = self.panel(method)
         if panel.live is not live:
             panel.show(live)
-        if live.result is not message.result:
-            live.finish(message.result)
+        live.finish(result)
         panel.sync()
-        panel.set_status("cancelled" if message.result.cancelled else f"done in {fmt_secs(message.result.stats.wall_seconds)}")
-        self.results[method] = message.result
-        if method == "ar" and not message.result.cancelled:
+        panel.set_status("cancelled" if result.cancelled else f"done in {fmt_secs(result.stats.wall_seconds)}")
+        self.results[method] = result
+        if method == "ar" and not result.cancelled:
             other = self.panel("specsearch")
-            other.stats.baseline_seconds = message.result.stats.wall_seconds  # its speed-up is now measured
+            other.stats.baseline_seconds = result.stats.wall_seconds  # its speed-up is now measured
         if self.exchange is not None:
-            self.exchange.runs.append(message.result.to_dict())
-        if method == METHODS[-1] or message.result.cancelled:
+            self.exchange.runs.append(result)
+        if method == METHODS[-1] or result.cancelled:
             self._finish()
-        elif self.conversation is not None:
-            self.app.save_conversation(self.conversation)
-
-    @on(SearchFailed)
-    def _failed(self, message: SearchFailed) -> None:
-        method = self.runs.get(message.run_id)
-        if method is None:
             return
+        if self.conversation is not None:
+            self.services.save_conversation(self.conversation)
+        self._start_leg(METHODS[METHODS.index(method) + 1])
+
+    def _failed(self, method: str, error: str) -> None:
         self.panel(method).set_status("failed")
-        self.notify(message.error, title="Race failed", severity="error", timeout=10)
+        self.notify(error, title="Race failed", severity="error", timeout=10)
         if self.exchange is not None:
-            self.exchange.status, self.exchange.error = "error", message.error
-        self._finish(message.error)
+            self.exchange.status, self.exchange.error = "error", error
+        self._finish(error)
 
     def _finish(self, error: str | None = None) -> None:
         ar, spec = self.results.get("ar"), self.results.get("specsearch")
         text = f"⚠ {error}" if error else verdict(ar, spec)
         self.query_one("#race-verdict", Static).update(Text(text))
         if ar is not None and not ar.cancelled and self.exchange is not None:
-            self.app.baselines[self.exchange.question.strip()] = ar.stats.wall_seconds
+            self.services.baselines[self.exchange.question.strip()] = ar.stats.wall_seconds
         if self.exchange is not None and error is None:
             self.exchange.answer = spec.answer if spec is not None else None
-            self.exchange.stats = spec.stats.to_dict() if spec is not None else None
+            self.exchange.stats = spec.stats if spec is not None else None
             cancelled = any(r.cancelled for r in self.results.values()) or len(self.results) < len(METHODS)
             self.exchange.status = "cancelled" if cancelled else "done"
         if self.conversation is not None:
-            self.app.save_conversation(self.conversation)
+            self.services.save_conversation(self.conversation)
         if self._ticker is not None:
             self._ticker.stop()
             self._ticker = None
-        self.app.forget_run(self.cancel_token)
-        self.cancel_token = None
+        self._leg = None
         self.done = True
 
     def action_cancel(self) -> None:
-        if self.cancel_token is not None:
-            self.cancel_token.cancel()
+        if self.runs.cancel():
             self.query_one("#race-verdict", Static).update(Text("Cancelling after the current step…"))

@@ -3,36 +3,35 @@
 (Solver.judge_step) and answers checked for equivalence (core.answers).
 
 A step with wrong arithmetic is rejected at once, without a model (the
-session says which equation is off).  One model job runs at a time; a step,
-hint or answer asked for meanwhile waits in a queue (shown in the status line)
-and runs when the job is done -- nothing typed is dropped.
+session says which equation is off).  One model job runs at a time, as a run
+(app/runs.py) ending with one message (HintReady, StepJudged, ReferenceReady
+or TutorFailed); a step, hint or answer asked for meanwhile waits in a queue
+(shown in the status line) and runs when the job is done -- nothing typed is
+dropped.  Esc abandons the job: the run is cancelled and its answer ignored.
 """
 
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
+from typing import Callable
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Markdown, Static
 
-from specsearch.core.events import CancelToken
-
 from ..history import Conversation, Exchange
-from ..messages import HintReady, ReferenceReady, StepJudged, TutorFailed
+from ..messages import HintReady, ReferenceReady, RunEnded, StepJudged, TutorFailed
 from ..mathtext import readable
+from ..runs import Run, RunController
 from ..search_worker import describe_error
-from ..settings import ResolvedModels, Settings, missing_message, resolve_models
+from ..services import AppServices
+from ..settings import ResolvedModels, missing_message, resolve_models
 from ..tutor import TutorSession, practice_problem
 from ..widgets.question_input import QuestionInput
-
-if TYPE_CHECKING:
-    from ..app import SpecSearchApp
 
 INTRO = ("Tutoring: type a math question you want to practise (or press Ctrl+O for a practice problem). "
          "Then write your solution one step at a time: Enter checks a step, Ctrl+R checks a final answer, "
@@ -58,15 +57,14 @@ class TutorScreen(Screen):
     TutorScreen #tutor-status { height: 1; padding: 0 1; color: $text-muted; }
     """
 
-    app: "SpecSearchApp"
-
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, services: AppServices, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.services = services
+        self.runs = RunController(self, services.runs)
         self.session: TutorSession | None = None
         self.conversation: Conversation | None = None
         self.exchange: Exchange | None = None
-        self.run_id: int | None = None
-        self.cancel_token: CancelToken | None = None
+        self.job: Run | None = None  # the model job running now
         self._pending_answer: str | None = None
         self._rng = random.Random()
         self.activity = ""  # what the running job does ("checking your step…")
@@ -82,7 +80,7 @@ class TutorScreen(Screen):
 
     def on_mount(self) -> None:
         self.sub_title = "tutoring"
-        self._rng.seed(self.app.settings.seed)
+        self._rng.seed(self.services.settings.seed)
         self._set_prompt()
         self.query_one(QuestionInput).focus()
 
@@ -111,11 +109,11 @@ class TutorScreen(Screen):
 
     @property
     def waiting(self) -> bool:
-        return self.cancel_token is not None
+        return self.job is not None
 
     def _models(self, judge_only: bool = False) -> ResolvedModels | None:
         """The models for a hint (the method's) or for judging a step (the reward model only)."""
-        settings = self.app.settings
+        settings = self.services.settings
         models = resolve_models(settings)
         if judge_only:
             problem = None if models.specs["prm"] else (
@@ -129,13 +127,21 @@ class TutorScreen(Screen):
             return None
         return models
 
-    def _start_job(self) -> tuple[int, CancelToken]:
-        self.run_id, self.cancel_token = self.app.new_run()
-        return self.run_id, self.cancel_token
+    def _start_job(self, purpose: str, activity: str, job: Callable[[Run], RunEnded]) -> None:
+        """Run ``job`` on the models in a worker; it returns the run's one terminal message
+        (an exception becomes TutorFailed)."""
+        def work(run: Run) -> None:
+            try:
+                message = job(run)
+            except Exception as exc:  # shown to the learner, the screen keeps working
+                message = TutorFailed(run.id, describe_error(exc))
+            self.post_message(message)
+
+        self.busy(activity)
+        self.job = self.runs.start(purpose, work)
 
     def _job_done(self) -> None:
-        self.app.forget_run(self.cancel_token)
-        self.cancel_token = None
+        self.job = None
         self.busy("")
         self._save()
         self._run_queue()
@@ -173,18 +179,16 @@ class TutorScreen(Screen):
 
     def _abandon_job(self) -> None:
         """Stop waiting for the running job (its late result is ignored)."""
-        if self.cancel_token is not None:
-            self.cancel_token.cancel()
-            self.run_id = None
-            self.app.forget_run(self.cancel_token)
-            self.cancel_token = None
+        if self.job is not None:
+            self.runs.abandon(self.job)
+            self.job = None
             self._pending_answer = None
             self.busy("")
 
     def _save(self) -> None:
         if self.exchange is not None and self.session is not None and self.conversation is not None:
             self.exchange.tutor = list(self.session.turns)
-            self.app.save_conversation(self.conversation)
+            self.services.save_conversation(self.conversation)
 
     # ----------------------------------------------------------- problem ---
     async def set_problem(self, question: str, reference: str | None = None, source: str = "your question") -> None:
@@ -192,7 +196,7 @@ class TutorScreen(Screen):
         self._abandon_job()
         self.session = TutorSession(question, reference, source=source)
         self.conversation = Conversation.new()
-        self.exchange = Exchange(question, "tutor", self.app.settings.to_dict(), status="done")
+        self.exchange = Exchange(question, "tutor", self.services.settings.to_dict(), status="done")
         self.conversation.exchanges.append(self.exchange)
         await self.query_one("#tutor-problem", Markdown).update(
             f"**Problem** ({source}{', answer known' if reference else ''}):\n\n{readable(question)}")
@@ -225,7 +229,7 @@ class TutorScreen(Screen):
         self._set_prompt()
 
     def action_cancel(self) -> None:
-        if self.cancel_token is not None:
+        if self.job is not None:
             self._drop_queue("Stopped")
             self._abandon_job()  # whatever comes back is ignored
             self._save()
@@ -242,24 +246,29 @@ class TutorScreen(Screen):
         models = self._models()
         if models is None:
             return
-        run_id, _ = self._start_job()
-        self.busy("thinking of a hint…")
-        self.hint_worker(models, self.app.settings, self.session.question, list(self.session.steps), run_id)
+        settings, pool = self.services.settings, self.services.pool
+        question, steps = self.session.question, list(self.session.steps)
+        self._start_job("hint", "thinking of a hint…", lambda run: HintReady(
+            run.id, pool.for_settings(models, settings).next_step(question, steps, settings.search_config())))
 
-    @work(thread=True, exclusive=True, group="tutor")
-    def hint_worker(self, models: ResolvedModels, settings: Settings, question: str, steps: list[str], run_id: int) -> None:
-        try:
-            solver = self.app.pool.for_settings(models, settings)
-            text = solver.next_step(question, steps, settings.search_config())
-        except Exception as exc:  # shown to the learner, the screen keeps working
-            self.post_message(TutorFailed(run_id, describe_error(exc)))
+    @on(RunEnded)
+    def _job_ended(self, message: RunEnded) -> None:
+        if self.runs.end(message) is None:
+            return  # an abandoned job
+        if self.session is None:
+            self._job_done()
             return
-        self.post_message(HintReady(run_id, text))
+        if isinstance(message, HintReady):
+            self._hint(message)
+        elif isinstance(message, StepJudged):
+            self._judged(message)
+        elif isinstance(message, ReferenceReady):
+            self._reference(message)
+        elif isinstance(message, TutorFailed):
+            self._failed(message)
 
-    @on(HintReady)
     def _hint(self, message: HintReady) -> None:
-        if message.run_id != self.run_id or self.session is None:
-            return
+        assert self.session is not None
         verdict = self.session.add_hint(message.text)
         if verdict.ok:
             self.say(f"💡 Hint (step {len(self.session.steps)}): {readable(verdict.message)}", "hint")
@@ -283,24 +292,13 @@ class TutorScreen(Screen):
         models = self._models(judge_only=True)
         if models is None:
             return
-        run_id, _ = self._start_job()
-        self.busy("checking your step…")
-        self.judge_worker(models, self.app.settings, self.session.question, list(self.session.steps), step, run_id)
+        settings, pool = self.services.settings, self.services.pool
+        question, steps = self.session.question, list(self.session.steps)
+        self._start_job("judge", "checking your step…", lambda run: StepJudged(
+            run.id, step, pool.for_settings(models, settings).judge_step(question, steps + [step])))
 
-    @work(thread=True, exclusive=True, group="tutor")
-    def judge_worker(self, models: ResolvedModels, settings: Settings, question: str, steps: list[str], step: str,
-                     run_id: int) -> None:
-        try:
-            score = self.app.pool.for_settings(models, settings).judge_step(question, steps + [step])
-        except Exception as exc:  # shown to the learner
-            self.post_message(TutorFailed(run_id, describe_error(exc)))
-            return
-        self.post_message(StepJudged(run_id, step, score))
-
-    @on(StepJudged)
     def _judged(self, message: StepJudged) -> None:
-        if message.run_id != self.run_id or self.session is None:
-            return
+        assert self.session is not None
         verdict = self.session.judge_step(message.step, message.score)
         self.say(verdict.message, "ok" if verdict.ok else "bad")
         self._job_done()
@@ -331,24 +329,12 @@ class TutorScreen(Screen):
         if models is None:
             return
         self._pending_answer = text
-        run_id, token = self._start_job()
-        self.busy("working out the answer myself to check yours…")
-        self.reference_worker(models, self.app.settings, self.session.question, run_id, token)
+        settings, pool, question = self.services.settings, self.services.pool, self.session.question
+        self._start_job("reference", "working out the answer myself to check yours…", lambda run: ReferenceReady(
+            run.id, pool.for_settings(models, settings).solve(question, settings.search_config(), cancel=run.token).answer))
 
-    @work(thread=True, exclusive=True, group="tutor")
-    def reference_worker(self, models: ResolvedModels, settings: Settings, question: str, run_id: int,
-                         cancel: CancelToken) -> None:
-        try:
-            result = self.app.pool.for_settings(models, settings).solve(question, settings.search_config(), cancel=cancel)
-        except Exception as exc:  # shown to the learner
-            self.post_message(TutorFailed(run_id, describe_error(exc)))
-            return
-        self.post_message(ReferenceReady(run_id, result.answer))
-
-    @on(ReferenceReady)
     def _reference(self, message: ReferenceReady) -> None:
-        if message.run_id != self.run_id or self.session is None:
-            return
+        assert self.session is not None
         self.session.reference, self.session.reference_is_model = message.answer, True
         if self._pending_answer is not None:
             self._show_answer_verdict(self._pending_answer)
@@ -361,9 +347,6 @@ class TutorScreen(Screen):
         self.say(verdict.message, "ok" if verdict.ok else "bad")
         self._save()
 
-    @on(TutorFailed)
     def _failed(self, message: TutorFailed) -> None:
-        if message.run_id != self.run_id:
-            return
         self.say(f"⚠ Sorry, something went wrong: {message.error}", "bad")
         self._job_done()

@@ -58,10 +58,9 @@ class ChatTurn(Vertical):
     ChatTurn Collapsible { padding: 0; border-top: none; }
     """
 
-    def __init__(self, question: str, run_id: int | None = None, **kwargs) -> None:
+    def __init__(self, question: str, **kwargs) -> None:
         super().__init__(**kwargs)
         self.question = question
-        self.run_id = run_id
         self.live: LiveSearch | None = None
         self._streamed = ""
         self._stream: MarkdownStream | None = None

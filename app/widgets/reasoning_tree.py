@@ -6,9 +6,10 @@ from rich.text import Text
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from specsearch.core.text import one_line
 from specsearch.core.tree import ThoughtNode
 
-from ..formatting import FLAGGED, node_label, one_line
+from ..formatting import FLAGGED, node_label
 from ..live import LiveSearch
 from ..mathtext import readable
 

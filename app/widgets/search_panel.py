@@ -52,11 +52,9 @@ class SearchPanel(Vertical):
         self.query_one(NodeDetail).show(None, None)
         self.stats.show(live, baseline_seconds)
 
-    def sync(self, baseline_seconds: float | None = None) -> None:
+    def sync(self) -> None:
         """A batch of events was applied to ``self.live``: update the widgets once."""
         self.tree.sync()
-        if baseline_seconds is not None:
-            self.stats.baseline_seconds = baseline_seconds
         self.stats.refresh_stats()
         cursor = self.tree.cursor_node
         if cursor is not None and cursor.data is not None:
