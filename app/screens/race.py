@@ -31,7 +31,7 @@ from ..widgets.search_panel import SearchPanel
 if TYPE_CHECKING:
     from ..app import SpecSearchApp
 
-METHODS = ("ar", "specsearch")
+RACED_METHODS = ("ar", "specsearch")  # the baseline, then the method it is raced against (names in core.methods)
 NOTE = ("The two searches run one after the other, not at once: on a 2-core machine running both "
         "together would slow each down and spoil the timing. Same question, same settings and seed; "
         "model loading is not timed.")
@@ -111,7 +111,7 @@ class RaceScreen(Screen):
             return
         settings = self.app.settings
         models = resolve_models(settings)
-        problems = [p for p in (missing_message(models, m) for m in METHODS) if p]
+        problems = [p for p in (missing_message(models, m) for m in RACED_METHODS) if p]
         if problems:
             self.query_one("#race-verdict", Static).update(Text("⚠ " + problems[-1]))
             self.notify(problems[-1], title="Models missing", severity="error", timeout=8)
@@ -122,12 +122,12 @@ class RaceScreen(Screen):
         self.lives = {}
         first_id, self.cancel_token = self.app.new_run()  # one token stops both runs
         run_ids = (first_id, self.app.next_run_id())
-        for run_id, method in zip(run_ids, METHODS):
+        for run_id, method in zip(run_ids, RACED_METHODS):
             self.runs[run_id] = method
             live = LiveSearch(question, method)
             live.config = settings.search_config(method).to_dict()
             self.lives[method] = live
-        for method in METHODS:
+        for method in RACED_METHODS:
             self.panel(method).show(None)
             self.panel(method).set_status("waiting")
         self.conversation = Conversation.new()
@@ -142,11 +142,11 @@ class RaceScreen(Screen):
     def race(self, models: ResolvedModels, settings: Settings, question: str, run_ids: tuple[int, ...],
              cancel: CancelToken) -> None:
         try:
-            load_models(self.app.pool, models, settings, METHODS, self.post_message, run_ids[0])
+            load_models(self.app.pool, models, settings, RACED_METHODS, self.post_message, run_ids[0])
         except Exception as exc:  # reported like a failed search
             self.post_message(SearchFailed(run_ids[0], describe_error(exc)))
             return
-        for run_id, method in zip(run_ids, METHODS):
+        for run_id, method in zip(run_ids, RACED_METHODS):
             if cancel.cancelled:
                 break
             if run_search_job(self.app.pool, models, settings, question, method, run_id, cancel, self.post_message) is None:
@@ -195,7 +195,7 @@ class RaceScreen(Screen):
             other.stats.baseline_seconds = message.result.stats.wall_seconds  # its speed-up is now measured
         if self.exchange is not None:
             self.exchange.runs.append(message.result.to_dict())
-        if method == METHODS[-1] or message.result.cancelled:
+        if method == RACED_METHODS[-1] or message.result.cancelled:
             self._finish()
         elif self.conversation is not None:
             self.app.save_conversation(self.conversation)
@@ -220,7 +220,7 @@ class RaceScreen(Screen):
         if self.exchange is not None and error is None:
             self.exchange.answer = spec.answer if spec is not None else None
             self.exchange.stats = spec.stats.to_dict() if spec is not None else None
-            cancelled = any(r.cancelled for r in self.results.values()) or len(self.results) < len(METHODS)
+            cancelled = any(r.cancelled for r in self.results.values()) or len(self.results) < len(RACED_METHODS)
             self.exchange.status = "cancelled" if cancelled else "done"
         if self.conversation is not None:
             self.app.save_conversation(self.conversation)
