@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any, Sequence
 
+from specsearch.core.options import argparse_options
+
 from .settings import FIELD_NAMES, ROLES, SettingsStore, env_name, setting_options
 
 
@@ -27,20 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, option in setting_options().items():  # one option per Settings field, with its short name
         group = models if name in ROLES else search
         env = " or ".join(env_name(n) for n in (name, *option.aliases))
-        help_text = " ".join(filter(None, (option.help, option.choice_help, f"[env {env}]")))
-        kwargs: dict[str, Any] = {"dest": name, "default": None, "help": help_text.replace("%", "%%")}
-        if option.choices is not None:
-            kwargs["choices"] = option.choices
-        elif option.kind is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction  # --arith-check / --no-arith-check
-        else:
-            kwargs["type"] = option.kind
+        kwargs = argparse_options(option, f"[env {env}]")
         if name in ROLES:
             kwargs["metavar"] = {"small": "S.gguf", "large": "L.gguf", "prm": "P.gguf"}[name]
         elif name == "prm_head":
             kwargs["metavar"] = "FILE"
-        elif option.kind in (int, float):
-            kwargs["metavar"] = "N" if option.kind is int else "X"
         group.add_argument(*option.flags, **kwargs)
     return parser
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from specsearch.core.api import Solver
 from specsearch.core.config import SearchConfig, implied_options, search_options
 from specsearch.core.errors import SpecSearchError
 from specsearch.core.prm import DEFAULT_PRM_KIND, PRM_KINDS, prm_kind_names
-from specsearch.core.options import Option
+from specsearch.core.options import argparse_options
 from specsearch.models.resolve import LoadOverrides, resolve_models
 
 
@@ -41,27 +40,11 @@ def add_search_args(parser: argparse.ArgumentParser, methods_flag: bool = True) 
     for option in search_options():
         if option.name == "method" and not methods_flag:
             continue
-        g.add_argument(*option.flags, **argparse_options(option))
+        g.add_argument(*option.flags, **argparse_options(option, f"(default {option.default!r})"))
     # Kept from before the flags were derived from SearchConfig (--fixed-beta alone
     # also still means a fixed threshold: core.config.implied_options).
     g.add_argument("--vote", dest="answer_selection", action="store_const", const="weighted_vote",
                    help="same as --answer-selection weighted_vote: answer by PRM-weighted majority vote")
-
-
-def argparse_options(option: Option) -> dict[str, Any]:
-    """add_argument keywords for ``option``; the default is None so that
-    search_config can tell a given flag from SearchConfig's own default."""
-    help_text = " ".join(filter(None, (option.help, option.choice_help, f"(default {option.default!r})")))
-    kwargs: dict[str, Any] = {"dest": option.name, "default": None, "help": help_text.replace("%", "%%")}
-    if option.kind is bool:
-        kwargs["action"] = argparse.BooleanOptionalAction
-    else:
-        kwargs["type"] = option.kind
-    if option.choices is not None:
-        kwargs["choices"] = option.choices
-    elif option.kind in (int, float):
-        kwargs["metavar"] = "N" if option.kind is int else "X"
-    return kwargs
 
 
 def search_config(args: argparse.Namespace, method: str | None = None) -> SearchConfig:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .methods import METHODS, method_names
-from .options import Option, describe_fields, value_type
+from .options import Option, describe_fields
 
 
 @dataclass

@@ -5,10 +5,13 @@ from the class source), so a field and its description sit together and every
 surface (the CLI's flags, the app's settings form, its command line and
 environment variables) shows the same text.  core.config describes
 SearchConfig this way; the app describes its model settings with it too.
+:func:`argparse_options` turns an Option into a command-line flag, for the
+``specsearch`` CLI and ``specsearch-tui`` alike.
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
 import dataclasses
 import inspect
@@ -38,6 +41,22 @@ class Option:
     @property
     def flags(self) -> tuple[str, ...]:
         return tuple("--" + n.replace("_", "-") for n in (self.name, *self.aliases))
+
+
+def argparse_options(option: Option, help_suffix: str = "") -> dict[str, Any]:
+    """``add_argument(*option.flags, **these)``: typed, with the choices and the help.  The
+    default is None, so the caller can tell a given flag from the field's own default."""
+    help_text = " ".join(filter(None, (option.help, option.choice_help, help_suffix)))
+    kwargs: dict[str, Any] = {"dest": option.name, "default": None, "help": help_text.replace("%", "%%")}
+    if option.kind is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction  # --arith-check / --no-arith-check
+    else:
+        kwargs["type"] = option.kind
+    if option.choices is not None:
+        kwargs["choices"] = option.choices
+    elif option.kind in (int, float):
+        kwargs["metavar"] = "N" if option.kind is int else "X"
+    return kwargs
 
 
 def describe_fields(
