@@ -30,7 +30,7 @@ from typing import Any
 from specsearch.core.atomic import atomic_write_json
 from specsearch.core.config import SearchConfig, implied_options, search_options
 from specsearch.core.options import Option, describe_fields
-from specsearch.core.prm import DEFAULT_PRM_KIND, PRM_KINDS, prm_kind_names
+from specsearch.core.prm import DEFAULT_PRM_KIND, prm_kind_names
 from specsearch.models import ROLES, ModelEntry
 from specsearch.models.resolve import LoadOverrides, ResolvedModels, registry_entries  # noqa: F401 (re-exported for screens)
 from specsearch.models.resolve import resolve_models as _resolve
@@ -48,7 +48,7 @@ class ModelSettings:
     prm: str | None = None
     """Reward model (PRM): a GGUF path or a model-manager name. Empty: the default, else the small model as judge."""
     prm_kind: str = DEFAULT_PRM_KIND
-    """How the reward model scores steps."""
+    """How steps are scored: auto (the shipped learned head for the model, else judge), judge (an instruct model answers yes/no), a trained PRM's format, head (a learned head), arith (no model, arithmetic only); see `specsearch solve --help`."""
     prm_head: str | None = None
     """Head file (.npz) for prm_kind head. Empty: the head shipped for the reward model."""
     arith_check: bool = True
@@ -125,8 +125,7 @@ FIELD_NAMES = tuple(f.name for f in fields(Settings))
 def setting_options() -> dict[str, Option]:
     """Every field of Settings, described once: type, choices, help and short name.
     Read when asked, so a method or PRM kind registered later is among the choices."""
-    kinds = {k.name: k.description for k in PRM_KINDS.values()}
-    models = describe_fields(ModelSettings, {"prm_kind": kinds}, MODEL_SHORT_NAMES)
+    models = describe_fields(ModelSettings, {"prm_kind": prm_kind_names()}, MODEL_SHORT_NAMES)
     return {o.name: o for o in (*models, *search_options())}
 
 
