@@ -6,16 +6,9 @@ import argparse
 import sys
 from typing import Any, Sequence
 
-from specsearch.core.config import METHODS
-from specsearch.core.prm import prm_kind_names
+from specsearch.core.options import argparse_options
 
-from .settings import ALIASES, FIELD_NAMES, ROLES, SettingsStore, env_name, field_docs, field_type
-
-CHOICES = {
-    "method": METHODS,
-    "prm_kind": prm_kind_names(),
-    "threshold_stat": ("mean", "max", "quantile"),
-}
+from .settings import FIELD_NAMES, ROLES, SettingsStore, env_name, setting_options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,28 +24,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--mode", choices=("chat", "race", "tutor", "history", "models"), default="chat",
                         help="screen to start on (default chat)")
-    docs = field_docs()
     models = parser.add_argument_group("models (a GGUF path or a model-manager name)")
     search = parser.add_argument_group("search and model loading")
-    for name in FIELD_NAMES:
-        flag = "--" + ALIASES.get(name, name).replace("_", "-")
+    for name, option in setting_options().items():  # one option per Settings field, with its short name
         group = models if name in ROLES else search
-        kind = field_type(name)
-        help_text = docs.get(name, "") + f" [env {env_name(ALIASES.get(name, name))}]"
-        kwargs: dict[str, Any] = {"dest": name, "default": None, "help": help_text.replace("%", "%%")}
-        if name in CHOICES:
-            kwargs["choices"] = CHOICES[name]
-        elif kind is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction  # --arith-check / --no-arith-check
-        else:
-            kwargs["type"] = kind
+        env = " or ".join(env_name(n) for n in (name, *option.aliases))
+        kwargs = argparse_options(option, f"[env {env}]")
         if name in ROLES:
             kwargs["metavar"] = {"small": "S.gguf", "large": "L.gguf", "prm": "P.gguf"}[name]
         elif name == "prm_head":
             kwargs["metavar"] = "FILE"
-        elif kind in (int, float):
-            kwargs["metavar"] = "N" if kind is int else "X"
-        group.add_argument(flag, **kwargs)
+        group.add_argument(*option.flags, **kwargs)
     return parser
 
 

@@ -1,28 +1,35 @@
-"""The app's settings: one dataclass, a docstring per field, persisted as JSON.
+"""The app's settings: the models to load, plus every search option, persisted as JSON.
+
+``Settings`` is two parts: :class:`ModelSettings`, written here (which models,
+how to load them, how to score steps), and every field of the core's
+SearchConfig, derived from it with the same name, type and default, so a new
+search option appears here, in the settings form and on ``specsearch-tui``'s
+command line by adding one field to SearchConfig.  :func:`setting_options`
+describes every field once (type, choices, help from its docstring, short
+name) for the form, the command line and the environment variables.
 
 Layers, lowest first: the field defaults, ``settings.json`` in the user config
-dir, environment variables ``SPECSEARCH_<FIELD>`` (plus the short aliases in
-:data:`ALIASES`, e.g. ``SPECSEARCH_BEAM``), then ``specsearch-tui`` command-line
-options.  Env and command-line values apply to this run only: saving from the
-settings screen writes only what the user changed there.
+dir, environment variables ``SPECSEARCH_<FIELD>`` (or the short name, e.g.
+``SPECSEARCH_BEAM``), then ``specsearch-tui`` command-line options.  Env and
+command-line values apply to this run only: saving from the settings screen
+writes only what the user changed there.
 
 No Textual imports here.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import inspect
 import json
 import os
+import typing
 from dataclasses import dataclass, fields
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from specsearch.core.atomic import atomic_write_json
-from specsearch.core.config import METHODS, SearchConfig, threshold_fields
+from specsearch.core.config import SearchConfig, implied_options, search_options
+from specsearch.core.options import Option, describe_fields
 from specsearch.core.prm import DEFAULT_PRM_KIND, prm_kind_names
 from specsearch.models import ROLES, ModelEntry
 from specsearch.models.resolve import LoadOverrides, ResolvedModels, registry_entries  # noqa: F401 (re-exported for screens)
@@ -30,9 +37,10 @@ from specsearch.models.resolve import resolve_models as _resolve
 from specsearch.models.locations import config_dir
 
 
-
 @dataclass
-class Settings:
+class ModelSettings:
+    """Which models a search loads, how it loads them and how steps are scored."""
+
     small: str | None = None
     """Small (draft) model: a GGUF path or a model-manager name. Empty: the model manager's default."""
     large: str | None = None
@@ -45,30 +53,6 @@ class Settings:
     """Head file (.npz) for prm_kind head. Empty: the head shipped for the reward model."""
     arith_check: bool = True
     """Exact arithmetic check on top of the reward model: a step whose written equation is wrong scores as wrong."""
-    method: str = "specsearch"
-    """specsearch (small drafts, PRM checks, large rewrites), ar (large only), sps (large + token drafting), small."""
-    beam_width: int = 2
-    """Beams kept after each step (B)."""
-    children: int = 4
-    """Thoughts generated per beam per step (N)."""
-    max_depth: int = 12
-    """Most steps (thoughts) in a solution."""
-    max_step_tokens: int = 192
-    """Token budget of one thought."""
-    temperature: float = 0.7
-    """Sampling temperature (0 = greedy)."""
-    theta: float = 0.9
-    """θ: EMA weight of the previous threshold, β' = θ·β + (1-θ)·Θ(large-model scores)."""
-    threshold_stat: str = "mean"
-    """Θ: statistic of the large model's step scores that sets β: mean, max or quantile."""
-    threshold_quantile: float = 0.5
-    """q for Θ = quantile."""
-    fixed_beta: float | None = None
-    """A constant threshold β instead of the adaptive one (empty: adaptive)."""
-    threshold_margin: float = 0.0
-    """Added to β before drafts are judged: higher keeps fewer drafts (slower, safer with a weak judge)."""
-    seed: int = 0
-    """Sampling seed: the same seed gives the same search."""
     n_gpu_layers_small: int | None = None
     """GPU layers of the small model (empty: all when llama.cpp has a GPU backend, else 0)."""
     n_gpu_layers_large: int | None = None
@@ -84,36 +68,34 @@ class Settings:
     n_threads: int | None = None
     """CPU threads per model (empty: all cores)."""
 
-    # ------------------------------------------------------------------ derived
+
+MODEL_SHORT_NAMES = {"n_threads": "threads", "prm_head": "head"}
+"""Short names of model settings, as `specsearch solve` spells them (--threads, SPECSEARCH_THREADS)."""
+
+_SEARCH_TYPES = typing.get_type_hints(SearchConfig)
+_SearchFields = dataclasses.make_dataclass(
+    "_SearchFields",
+    [(f.name, _SEARCH_TYPES[f.name], dataclasses.field(default=f.default)) for f in fields(SearchConfig)],
+)
+"""SearchConfig's fields without its checks, so a Settings holding a bad value can
+be built, shown and refused with a message (validate) instead of failing to exist."""
+
+SEARCH_FIELD_NAMES = tuple(f.name for f in fields(SearchConfig))
+
+
+@dataclass
+class Settings(_SearchFields, ModelSettings):
+    """The app's settings: ModelSettings' fields, then SearchConfig's (same names, types, defaults)."""
+
     def search_config(self, method: str | None = None) -> SearchConfig:
         """The core's SearchConfig for these settings (``method`` overrides)."""
-        return SearchConfig(
-            method=method or self.method,
-            beam_width=self.beam_width,
-            children=self.children,
-            max_depth=self.max_depth,
-            max_step_tokens=self.max_step_tokens,
-            temperature=self.temperature,
-            seed=self.seed,
-            theta=self.theta,
-            threshold_stat=self.threshold_stat,  # type: ignore[arg-type]
-            threshold_quantile=self.threshold_quantile,
-            **threshold_fields(self.fixed_beta),
-            threshold_margin=self.threshold_margin,
-        )
+        values = {name: getattr(self, name) for name in SEARCH_FIELD_NAMES}
+        return SearchConfig(**{**values, "method": method or self.method})
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field."""
-        if self.method not in METHODS:
-            raise ValueError(f"method: choose from {', '.join(METHODS)}")
         if self.prm_kind not in prm_kind_names():
             raise ValueError(f"prm_kind: choose from {', '.join(prm_kind_names())}")
-        if self.threshold_stat not in ("mean", "max", "quantile"):
-            raise ValueError("threshold_stat (Θ): mean, max or quantile")
-        if not 0.0 <= self.threshold_quantile <= 1.0:
-            raise ValueError("threshold_quantile must lie in [0, 1]")
-        if self.temperature < 0:
-            raise ValueError("temperature must not be negative")
         for name in ("n_gpu_layers_small", "n_gpu_layers_large", "n_gpu_layers_prm"):
             value = getattr(self, name)
             if value is not None and value < -1:
@@ -122,7 +104,7 @@ class Settings:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1")
-        self.search_config()  # the core's own checks (beam, children, depth, θ)
+        self.search_config()  # the core's own checks of every search option
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -130,44 +112,42 @@ class Settings:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Settings":
         """Known keys only, each converted to its field's type; bad values raise ValueError."""
+        data = dict(data)
+        if "fixed_beta" in data and data["fixed_beta"] is None:
+            del data["fixed_beta"]  # files saved before threshold_mode was a setting: null meant adaptive
+        data = implied_options(data)  # ... and a number meant fixed
         return dataclasses.replace(cls(), **{k: convert(k, v) for k, v in data.items() if k in FIELD_NAMES})
 
 
 FIELD_NAMES = tuple(f.name for f in fields(Settings))
 
-# Short names, used both as command-line flags (--beam) and env vars (SPECSEARCH_BEAM),
-# the same flags as `specsearch solve`.
-ALIASES = {
-    "beam_width": "beam",
-    "max_depth": "depth",
-    "max_step_tokens": "step_tokens",
-    "threshold_quantile": "quantile",
-    "n_threads": "threads",
-    "prm_head": "head",
-}
+
+def setting_options() -> dict[str, Option]:
+    """Every field of Settings, described once: type, choices, help and short name.
+    Read when asked, so a method or PRM kind registered later is among the choices."""
+    models = describe_fields(ModelSettings, {"prm_kind": prm_kind_names()}, MODEL_SHORT_NAMES)
+    return {o.name: o for o in (*models, *search_options())}
+
+
+def field_docs() -> dict[str, str]:
+    """Each field's help: its docstring (ModelSettings' here, SearchConfig's in the core)."""
+    return {name: option.help for name, option in setting_options().items()}
 
 
 def field_type(name: str) -> type:
-    """bool, int, float or str: the base type of a field (its annotation is a string)."""
-    annotation = str(next(f.type for f in fields(Settings) if f.name == name))
-    for t in (bool, int, float, str):
-        if annotation.startswith(t.__name__):
-            return t
-    raise TypeError(annotation)
-
-
-def optional(name: str) -> bool:
-    return "None" in str(next(f.type for f in fields(Settings) if f.name == name))
+    """bool, int, float or str: the base type of a field."""
+    return setting_options()[name].kind
 
 
 def convert(name: str, value: Any) -> Any:
     """``value`` (from JSON, an env var or a form) as the type of field ``name``.
     Empty strings and None mean "unset" for optional fields."""
-    if value is None or (isinstance(value, str) and value.strip() == ""):
-        if optional(name):
+    option = setting_options()[name]
+    kind = option.kind
+    if value is None or (isinstance(value, str) and value.strip() == "" and (option.optional or kind is not str)):
+        if option.optional:
             return None
         raise ValueError(f"{name} needs a value")
-    kind = field_type(name)
     try:
         if kind is bool:
             return _to_bool(value)
@@ -177,7 +157,8 @@ def convert(name: str, value: Any) -> Any:
             return int(value) if not isinstance(value, str) else int(value.strip())
         if kind is float:
             return float(value)
-        return str(value).strip()
+        # Model choices are names and paths (stray spaces dropped); search text is taken as written.
+        return str(value) if name in SEARCH_FIELD_NAMES else str(value).strip()
     except (TypeError, ValueError):
         expected = "on or off" if kind is bool else kind.__name__
         raise ValueError(f"{name}: expected {expected}, got {value!r}") from None
@@ -198,34 +179,17 @@ def _to_bool(value: Any) -> bool:
     raise ValueError
 
 
-@lru_cache(maxsize=1)
-def field_docs() -> dict[str, str]:
-    """Each field's docstring, read from this module's source (one source of truth)."""
-    docs: dict[str, str] = {}
-    try:
-        tree = ast.parse(inspect.getsource(Settings))
-    except (OSError, TypeError):
-        return docs
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    for node, after in zip(body, body[1:]):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                and isinstance(after, ast.Expr) and isinstance(getattr(after, "value", None), ast.Constant)
-                and isinstance(after.value.value, str)):
-            docs[node.target.id] = after.value.value
-    return docs
-
-
 def env_name(name: str) -> str:
     return f"SPECSEARCH_{name.upper()}"
 
 
 def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """Settings given by ``SPECSEARCH_<FIELD>`` (or alias) variables."""
+    """Settings given by ``SPECSEARCH_<FIELD>`` (or short name) variables."""
     environ = os.environ if environ is None else environ
     out: dict[str, Any] = {}
-    for name in FIELD_NAMES:
-        for key in (env_name(name), env_name(ALIASES[name]) if name in ALIASES else None):
-            if key and key in environ:
+    for name, option in setting_options().items():
+        for key in (env_name(name), *(env_name(alias) for alias in option.aliases)):
+            if key in environ:
                 try:
                     out[name] = convert(name, environ[key])
                 except ValueError as exc:
@@ -257,8 +221,8 @@ class SettingsStore:
                 saved = Settings.from_dict(data)
             except (OSError, ValueError) as exc:
                 warning = f"{path} ignored: {exc}"
-        overrides = env_overrides(environ)
-        overrides.update({k: v for k, v in (cli_overrides or {}).items() if v is not None})
+        overrides = implied_options(env_overrides(environ))
+        overrides.update(implied_options({k: v for k, v in (cli_overrides or {}).items() if v is not None}))
         return cls(saved, overrides, warning)
 
     @property

@@ -10,7 +10,7 @@ from pathlib import Path
 from tqdm import tqdm  # already a dependency of huggingface-hub
 
 from specsearch.core.bench import format_table, run_benchmark
-from specsearch.core.config import METHODS
+from specsearch.core.methods import method_names
 from specsearch.core.datasets import load_dataset
 
 from .common import print_json
@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="search (default): methods on a dataset; engine: engine throughput")
     p.add_argument("--dataset", default="gsm8k", help="gsm8k, math500 or a JSONL file with question/answer (default gsm8k)")
     p.add_argument("--n", type=int, default=50, help="number of problems (default 50)")
-    p.add_argument("--methods", default="ar,sps,specsearch", help="comma-separated, from " + ",".join(METHODS))
+    p.add_argument("--methods", default="ar,sps,specsearch", type=method_list,
+                   help="comma-separated, from " + ",".join(method_names()))
     p.add_argument("--out", default="bench-out", help="output folder (default ./bench-out)")
     p.add_argument("--prompts", help="bench engine: JSONL with question fields (default: packaged GSM8K)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -44,12 +45,18 @@ def run(args: argparse.Namespace) -> int:
     return run_engine(args) if args.what == "engine" else run_search(args)
 
 
-def run_search(args: argparse.Namespace) -> int:
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
+def method_list(text: str) -> list[str]:
+    """--methods: comma-separated registered method names."""
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in method_names()]
     if unknown:
-        print(f"specsearch: error: unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}", file=sys.stderr)
-        return 2
+        raise argparse.ArgumentTypeError(f"unknown method(s) {', '.join(unknown)}; "
+                                         f"choose from {', '.join(method_names())}")
+    return methods
+
+
+def run_search(args: argparse.Namespace) -> int:
+    methods = args.methods
     problems = load_dataset(args.dataset, args.n)
     solver = make_solver(args)
     configs = {m: search_config(args, m) for m in methods}

@@ -6,7 +6,9 @@ import argparse
 
 from specsearch.core.gguf_info import read_gguf_info
 
-from .common import human_bytes, human_count, print_json
+from specsearch.models.sizes import human_bytes
+
+from .common import human_count, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:

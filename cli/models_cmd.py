@@ -10,8 +10,9 @@ import time
 from specsearch.models import Registry, assemble_offline_pack, pull
 from specsearch.models import recommended as catalog_mod
 from specsearch.models.registry import ROLES
+from specsearch.models.sizes import human_bytes
 
-from .common import human_bytes, print_json
+from .common import print_json
 
 
 class ProgressBar:

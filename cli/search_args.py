@@ -1,4 +1,7 @@
-"""Model and search options shared by ``solve`` and ``bench``."""
+"""Model and search options shared by ``solve`` and ``bench``.
+
+The search flags are derived from SearchConfig's fields (core.config.search_options):
+a new field is a new flag, with its docstring as help."""
 
 from __future__ import annotations
 
@@ -6,12 +9,11 @@ import argparse
 from pathlib import Path
 
 from specsearch.core.api import Solver
-from specsearch.core.config import METHODS, SearchConfig, threshold_fields
+from specsearch.core.config import SearchConfig, implied_options, search_options
 from specsearch.core.errors import SpecSearchError
 from specsearch.core.prm import DEFAULT_PRM_KIND, PRM_KINDS, prm_kind_names
+from specsearch.core.options import argparse_options
 from specsearch.models.resolve import LoadOverrides, resolve_models
-
-DEFAULTS = SearchConfig(method="specsearch")
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -31,47 +33,29 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_search_args(parser: argparse.ArgumentParser, methods_flag: bool = True) -> None:
-    g = parser.add_argument_group("search")
-    if methods_flag:
-        g.add_argument("--method", choices=METHODS, default="specsearch",
-                       help="specsearch (default), ar (large only), sps (large + token-level drafting), small (small only)")
-    g.add_argument("--beam", type=int, default=DEFAULTS.beam_width, metavar="B", help=f"beams kept per step (default {DEFAULTS.beam_width})")
-    g.add_argument("--children", type=int, default=DEFAULTS.children, metavar="N", help=f"thoughts per beam per step (default {DEFAULTS.children})")
-    g.add_argument("--depth", type=int, default=DEFAULTS.max_depth, metavar="D", help=f"most steps (default {DEFAULTS.max_depth})")
-    g.add_argument("--step-tokens", type=int, default=DEFAULTS.max_step_tokens, metavar="T", help=f"token budget per step (default {DEFAULTS.max_step_tokens})")
-    g.add_argument("--temperature", type=float, default=DEFAULTS.temperature, help=f"default {DEFAULTS.temperature}")
-    g.add_argument("--seed", type=int, default=0, help="default 0")
-    g.add_argument("--theta", type=float, default=DEFAULTS.theta, help=f"threshold EMA weight θ (default {DEFAULTS.theta})")
-    g.add_argument("--threshold-stat", choices=("mean", "max", "quantile"), default=DEFAULTS.threshold_stat,
-                   help="Θ: statistic of the large model's step scores (default mean)")
-    g.add_argument("--quantile", type=float, default=DEFAULTS.threshold_quantile, help="q for --threshold-stat quantile")
-    g.add_argument("--fixed-beta", type=float, default=None, metavar="β",
-                   help="use a constant threshold instead of the adaptive one")
-    g.add_argument("--threshold-margin", type=float, default=DEFAULTS.threshold_margin, metavar="M",
-                   help="added to β before drafts are judged: a margin keeps fewer drafts, trading speed for "
-                   f"quality when the judge is weak (default {DEFAULTS.threshold_margin})")
-    g.add_argument("--aggregation", choices=("last", "min", "prod"), default=DEFAULTS.aggregation,
-                   help="how step scores combine into a path score (default last)")
-    g.add_argument("--vote", action="store_true", help="answer by PRM-weighted majority vote over finished leaves")
+    """One flag per SearchConfig field (--field-name, plus its short name such as --beam),
+    typed, with the field's choices, default and docstring.  ``methods_flag`` False leaves
+    out --method, for bench, which takes a list (--methods)."""
+    g = parser.add_argument_group("search (defaults from SearchConfig)")
+    for option in search_options():
+        if option.name == "method" and not methods_flag:
+            continue
+        g.add_argument(*option.flags, **argparse_options(option, f"(default {option.default!r})"))
+    # Kept from before the flags were derived from SearchConfig (--fixed-beta alone
+    # also still means a fixed threshold: core.config.implied_options).
+    g.add_argument("--vote", dest="answer_selection", action="store_const", const="weighted_vote",
+                   help="same as --answer-selection weighted_vote: answer by PRM-weighted majority vote")
 
 
 def search_config(args: argparse.Namespace, method: str | None = None) -> SearchConfig:
-    return SearchConfig(
-        method=method or args.method,
-        beam_width=args.beam,
-        children=args.children,
-        max_depth=args.depth,
-        max_step_tokens=args.step_tokens,
-        temperature=args.temperature,
-        seed=args.seed,
-        theta=args.theta,
-        threshold_stat=args.threshold_stat,
-        threshold_quantile=args.quantile,
-        **threshold_fields(args.fixed_beta),
-        threshold_margin=args.threshold_margin,
-        aggregation=args.aggregation,
-        answer_selection="weighted_vote" if args.vote else "best",
-    )
+    """The SearchConfig of the given flags (``method`` overrides --method); the rest keep its defaults."""
+    given = {o.name: getattr(args, o.name) for o in search_options() if getattr(args, o.name, None) is not None}
+    if method is not None:
+        given["method"] = method
+    try:
+        return SearchConfig(**implied_options(given))
+    except ValueError as exc:
+        raise SpecSearchError(str(exc)) from None
 
 
 def make_solver(args: argparse.Namespace) -> Solver:

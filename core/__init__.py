@@ -1,7 +1,7 @@
 """specsearch.core: engine, speculative decoding, reward models, search (no UI)."""
 
 from .api import ModelSpec, Solver
-from .config import METHODS, SearchConfig
+from .config import SearchConfig
 from .engine import Engine, GenerateOutput, Generation, LoadOptions, ScoreRequest
 from .errors import (
     ContextOverflowError,
@@ -14,6 +14,7 @@ from .errors import (
     SpecSearchError,
 )
 from .events import CancelToken, SearchEvent
+from .methods import METHODS, Method, method_names, register_method
 from .prm import JudgePRM, RewardModel, StepTagPRM
 from .sampling import SamplingParams
 from .speculative import SpeculativeDecoder
@@ -22,8 +23,8 @@ from .tree import SearchResult, SearchStats, StepRecord, ThoughtNode
 __all__ = [
     "CancelToken", "ContextOverflowError", "CorruptModelError", "Engine",
     "GenerateOutput", "Generation", "IncompatibleVocabError", "JudgePRM", "KVCacheFullError",
-    "LoadOptions", "METHODS", "ModelLoadError", "ModelNotFoundError", "ModelSpec", "NotGGUFError",
+    "LoadOptions", "METHODS", "Method", "ModelLoadError", "ModelNotFoundError", "ModelSpec", "NotGGUFError",
     "RewardModel", "SamplingParams", "ScoreRequest", "SearchConfig", "SearchEvent",
     "SearchResult", "SearchStats", "Solver", "SpecSearchError", "SpeculativeDecoder", "StepRecord",
-    "StepTagPRM", "ThoughtNode",
+    "StepTagPRM", "ThoughtNode", "method_names", "register_method",
 ]

@@ -5,8 +5,9 @@
     result = solver.solve("What is 2+3?", SearchConfig(method="specsearch"), on_event=print)
     print(result.answer, result.stats.to_dict())
 
-Models load lazily, on the first search that needs them; a PRM file that is
-also the small or large model shares that model's engine (and memory).
+Models load lazily, on the first search that needs them (the roles its entry in
+core.methods names); a PRM file that is also the small or large model shares
+that model's engine (and memory).
 Searches run on the caller's thread, one at a time; events arrive on it too.
 """
 
@@ -23,6 +24,7 @@ from .engine import Engine, LoadOptions
 from .errors import SpecSearchError
 from .events import CancelToken, SearchEvent, SearchFinished, SearchStarted
 from .generators import Models
+from .methods import get_method
 from .prm import DEFAULT_PRM_KIND, RewardModel, make_prm, prm_kind
 from .prm_info import PRM_KEY, describe_prm
 from .search import run_search
@@ -42,7 +44,7 @@ class ModelSpec:
                            batch_invariant=batch_invariant)
 
 
-def _spec(model: str | Path | ModelSpec | None) -> ModelSpec | None:
+def _model_spec(model: str | Path | ModelSpec | None) -> ModelSpec | None:
     if model is None or isinstance(model, ModelSpec):
         return model
     return ModelSpec(str(model))
@@ -62,54 +64,58 @@ class Solver:
         spec_tokens: int = 4,
         adaptive_draft: bool = True,
     ) -> None:
-        self.specs = {"small": _spec(small), "large": _spec(large), "prm": _spec(prm)}
+        self.model_files = {"small": _model_spec(small), "large": _model_spec(large), "prm": _model_spec(prm)}
         self.prm_kind = prm_kind
         self.prm_head = str(prm_head) if prm_head is not None else None
         # Exact arithmetic check on top of any PRM: a step whose written
         # equation is wrong scores as wrong whatever the model says.
         self.arith_check = arith_check
         self.batch_invariant = batch_invariant
+        # The speculative decoder's starting draft length; it adapts from there, across searches.
         self.spec_tokens = spec_tokens
         self.adaptive_draft = adaptive_draft
         self._engines: dict[str, Engine] = {}
         self._prm: RewardModel | None = None
         self._prm_description: dict | None = None
-        self._spec: SpeculativeDecoder | None = None
+        self._speculative_decoder: SpeculativeDecoder | None = None
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ models ---
     def engine(self, role: str) -> Engine | None:
         """The loaded engine for a role (small, large, prm), loading it if needed."""
-        spec = self.specs[role]
-        if spec is None:
+        model_file = self.model_files[role]
+        if model_file is None:
             return None
         if role not in self._engines:
             for other, loaded in self._engines.items():
-                if self.specs[other] and Path(self.specs[other].path) == Path(spec.path):
+                other_file = self.model_files[other]
+                if other_file and Path(other_file.path) == Path(model_file.path):
                     self._engines[role] = loaded  # same file: share the engine
                     break
             else:
-                self._engines[role] = Engine(spec.path, spec.options(self.batch_invariant))
+                self._engines[role] = Engine(model_file.path, model_file.options(self.batch_invariant))
         return self._engines[role]
 
     def models(self, method: str) -> Models:
-        needs_small = method in ("small", "sps", "specsearch")
-        needs_large = method in ("ar", "sps", "specsearch")
-        small = self.engine("small") if needs_small else None
-        large = self.engine("large") if needs_large else None
-        spec = None
+        """The models ``method`` needs (its roles in core.methods), loaded; a missing one stays None
+        and the method's generator says so (core.methods.make_generator)."""
+        roles = get_method(method).roles
+        small = self.engine("small") if "small" in roles else None
+        large = self.engine("large") if "large" in roles else None
+        decoder = None
         if small is not None and large is not None:
-            if self._spec is None:
-                self._spec = SpeculativeDecoder(large, small, k=self.spec_tokens, adaptive=self.adaptive_draft)
-            spec = self._spec
-        return Models(small=small, large=large, prm=self.reward_model(), spec=spec)
+            if self._speculative_decoder is None:
+                self._speculative_decoder = SpeculativeDecoder(large, small, k=self.spec_tokens,
+                                                               adaptive=self.adaptive_draft)
+            decoder = self._speculative_decoder
+        return Models(small=small, large=large, prm=self.reward_model(), speculative_decoder=decoder)
 
     def reward_model(self) -> RewardModel | None:
         """The PRM (built on first use); None when its kind needs a model and none was given.
         An unknown kind raises PRMKindError; a kind that needs no model loads none."""
         if self._prm is None:
             needs_model = prm_kind(self.prm_kind).needs_model
-            if needs_model and self.specs["prm"] is None:
+            if needs_model and self.model_files["prm"] is None:
                 return None
             engine = self.engine("prm") if needs_model else None
             prm = make_prm(self.prm_kind, engine, head=self.prm_head)
@@ -125,15 +131,15 @@ class Solver:
         core.prm_info.prm_label for one line).  Every search records it in its config["prm"]."""
         if self._prm_description is None:
             needs_model = prm_kind(self.prm_kind).needs_model
-            spec = self.specs["prm"] if needs_model else None
+            prm_file = self.model_files["prm"] if needs_model else None
             head, kind = self.prm_head, self.prm_kind
-            if head is None and kind in ("head", "auto") and spec is not None:
-                head = self._shipped_head(spec.path)
+            if head is None and kind in ("head", "auto") and prm_file is not None:
+                head = self._shipped_head(prm_file.path)
             if kind == "auto":  # say what auto chose
                 kind = "head" if head else "judge"
             # Kind arith is the check itself; the guard goes only on top of a model.
             checked = kind == "arith" or (self.arith_check and needs_model)
-            self._prm_description = describe_prm(kind, spec.path if spec else None,
+            self._prm_description = describe_prm(kind, prm_file.path if prm_file else None,
                                                  head if kind == "head" else None, checked)
         return dict(self._prm_description)
 
@@ -200,7 +206,7 @@ class Solver:
             self._engines.clear()
             self._prm = None
             self._prm_description = None
-            self._spec = None
+            self._speculative_decoder = None
 
     def __enter__(self) -> "Solver":
         return self

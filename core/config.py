@@ -1,31 +1,44 @@
-"""Flat configuration of one search (search-and-learn style)."""
+"""Flat configuration of one search (search-and-learn style): the single source of the search options.
+
+Each field's type, default and docstring are what the CLI's ``solve``/``bench``
+flags and the app's settings show (:func:`search_options`), so a new option is
+one field here.  Every field is read by the search, and a search's record
+saves them all (``to_dict``): only options that really shaped the run belong here.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-METHODS = ("specsearch", "ar", "sps", "small")
+from .methods import METHODS, method_names
+from .options import Option, describe_fields
 
 
 @dataclass
 class SearchConfig:
     method: str = "specsearch"
-    """Thought generator by registry name: specsearch | ar | sps | small."""
+    """How each step's thoughts are written (one of the methods registered in core.methods)."""
     beam_width: int = 2
     """Beams kept after each step (B)."""
     children: int = 4
     """Thoughts generated per beam per step (N)."""
     max_depth: int = 12
-    """Maximum number of steps (thoughts) in a solution."""
+    """Most steps (thoughts) in a solution."""
     max_step_tokens: int = 192
     """Token budget of one thought."""
     temperature: float = 0.7
+    """Sampling temperature (0 = greedy)."""
     top_k: int = 40
+    """Sample from the k most likely tokens (0 = all)."""
     top_p: float = 0.95
+    """Sample from the smallest set of tokens whose probabilities sum to p (1 = all)."""
     min_p: float = 0.0
+    """Drop tokens less likely than min_p times the most likely one (0 = none)."""
     seed: int = 0
+    """Sampling seed: the same seed gives the same search."""
     delimiter: str = "\n\n"
     """Thought delimiter: a thought ends where the model writes it."""
     aggregation: Literal["last", "min", "prod"] = "last"
@@ -34,46 +47,69 @@ class SearchConfig:
     """best: the finished leaf with the highest path score; weighted_vote: the
     answer whose finished leaves have the largest summed path score."""
     threshold_mode: Literal["adaptive", "fixed"] = "adaptive"
-    """adaptive: beta from the large model's own scores (SpecSearch);
-    fixed: a constant beta (Reward-Guided Speculative Decoding)."""
+    """adaptive: β from the large model's own scores (SpecSearch);
+    fixed: the constant fixed_beta (Reward-Guided Speculative Decoding)."""
     theta: float = 0.9
-    """EMA weight of the previous threshold: beta' = theta*beta + (1-theta)*Theta(scores)."""
+    """θ: EMA weight of the previous threshold, β' = θ·β + (1-θ)·Θ(large-model scores)."""
     threshold_stat: Literal["mean", "max", "quantile"] = "mean"
-    """Theta, the statistic of the large model's step scores that estimates its quality."""
+    """Θ: the statistic of the large model's step scores that estimates its quality."""
     threshold_quantile: float = 0.5
     """q for threshold_stat = quantile."""
     fixed_beta: float = 0.5
-    """The constant threshold when threshold_mode = fixed."""
+    """The constant threshold β when threshold_mode = fixed (given without threshold_mode, it sets fixed)."""
     threshold_margin: float = 0.0
-    """Added to beta before drafts are compared with it: a quality guard that
+    """Added to β before drafts are compared with it: a quality guard that
     trades acceptance (speed) for fewer accepted mistakes when the judge is weak."""
-    spec_tokens: int = 4
-    """Initial token-level draft length for speculative decoding (adapted at run time)."""
     system_prompt: str = (
         "Please reason step by step, separating steps with a blank line, "
         "and put your final answer within \\boxed{}."
     )
+    """The system message before the question (empty: none)."""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
+            raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(method_names())}")
+        for name, choices in _LITERAL_CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
         for name in ("beam_width", "children", "max_depth", "max_step_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        if not 0.0 <= self.theta <= 1.0:
-            raise ValueError("theta must lie in [0, 1]")
+        for name in ("theta", "threshold_quantile"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1]")
+        if self.temperature < 0:
+            raise ValueError("temperature must not be negative")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SearchConfig":
+        """Known keys only: a record may hold options this version no longer has (spec_tokens)."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-def threshold_fields(fixed_beta: float | None) -> dict[str, Any]:
-    """SearchConfig's threshold fields for a user's optional constant β (None: adaptive)."""
-    if fixed_beta is None:
-        return {"threshold_mode": "adaptive"}
-    return {"threshold_mode": "fixed", "fixed_beta": fixed_beta}
+_LITERAL_CHOICES = {o.name: o.choices for o in describe_fields(SearchConfig) if o.choices is not None}
+
+SHORT_NAMES = {"beam_width": "beam", "max_depth": "depth", "max_step_tokens": "step_tokens",
+               "threshold_quantile": "quantile"}
+"""Short names kept from before the options were derived from the fields: each is an
+extra flag (--beam) and environment variable (SPECSEARCH_BEAM) besides the field's own."""
+
+
+def search_options() -> tuple[Option, ...]:
+    """Every SearchConfig field as an Option, in field order.  ``method``'s choices are the
+    methods registered now (with their descriptions), so one registered later is listed too."""
+    methods = {m.name: m.description for m in METHODS.values()}
+    return describe_fields(SearchConfig, {"method": methods}, SHORT_NAMES)
+
+
+def implied_options(given: Mapping[str, Any]) -> dict[str, Any]:
+    """``given`` options plus what they imply: a fixed_beta given without a
+    threshold_mode asks for the fixed threshold (what --fixed-beta has always meant)."""
+    options = dict(given)
+    if "fixed_beta" in options and "threshold_mode" not in options:
+        options["threshold_mode"] = "fixed"
+    return options

@@ -1,4 +1,6 @@
-"""Thought generators by name: how one search step makes its candidate thoughts.
+"""Thought generators: how one search step makes its candidate thoughts.
+
+core.methods registers each under its method name with the models it needs:
 
 ar         the large model writes every child (batched)            baseline
 sps        the large model writes every child, with token-level
@@ -7,36 +9,40 @@ small      the small model writes every child                      lower bound
 specsearch the small model drafts every child; the PRM scores the
            drafts; those below beta are rejected and rewritten by
            the large model (with token-level speculative decoding)
+
+A child index numbers the thoughts of one step (beam-major, ``children`` per
+beam); it picks the sampling seed, so the same child draws the same way in
+every method.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from .engine import Engine, GenerateOutput
-from .errors import SpecSearchError
 from .events import ThoughtAccepted, ThoughtDrafted, ThoughtRegenerated, ThoughtRejected, ThoughtScored
-from .prm import RewardModel
 from .sampling import SamplingParams
 from .search_state import Beam, Candidate, SearchState
 from .speculative import SpeculativeDecoder
-from .threshold import Threshold
+
+if TYPE_CHECKING:  # types only: core.config imports this module (through core.methods), and these import it
+    from .prm import RewardModel
+    from .threshold import Threshold
 
 
 @dataclass
 class Models:
+    """The loaded models of one search; core.methods.make_generator checks a method has its roles."""
+
     small: Engine | None = None
     large: Engine | None = None
     prm: RewardModel | None = None
-    spec: SpeculativeDecoder | None = None  # large verifies, small drafts
+    speculative_decoder: SpeculativeDecoder | None = None  # large verifies, small drafts: set whenever both are
 
-    def need(self, *names: str) -> None:
-        missing = [n for n in names if getattr(self, n) is None]
-        if missing:
-            what = {"small": "a small model (--small)", "large": "a large model (--large)",
-                    "prm": "a reward model (--prm)", "spec": "a small and a large model"}
-            raise SpecSearchError("this method needs " + ", ".join(what[m] for m in missing))
+    def roles(self) -> tuple[str, ...]:
+        """The roles (small, large, prm) that have a model."""
+        return tuple(role for role in ("small", "large", "prm") if getattr(self, role) is not None)
 
 
 class ThoughtGenerator(Protocol):
@@ -57,13 +63,13 @@ def _sampling(state: SearchState) -> SamplingParams:
 
 def _run(state: SearchState, runner: Runner, jobs: list[tuple[Beam, int]], depth: int,
          logprobs: bool = False) -> GenerateOutput:
-    """Generate one thought per (beam, slot) job, all in one batch (``logprobs``:
+    """Generate one thought per (beam, child index) job, all in one batch (``logprobs``:
     keep each token's log-prob, for a reward model that reads the drafter's)."""
     return runner(
         [b.tokens for b, _ in jobs], 1,
         max_tokens=state.config.max_step_tokens,
         sampling=_sampling(state),
-        seeds=[state.seed(depth, slot) for _, slot in jobs],
+        seeds=[state.seed(depth, child_index) for _, child_index in jobs],
         stop=[state.config.delimiter],
         logprobs=logprobs,
         should_stop=lambda: state.cancelled,
@@ -121,10 +127,8 @@ class _WholeStep:
 
     name = ""
     source = "large"
-    needs: tuple[str, ...] = ()
 
     def __init__(self, models: Models) -> None:
-        models.need(*self.needs)
         self.models = models
 
     def runner(self) -> Runner:
@@ -146,21 +150,21 @@ class _WholeStep:
 
 
 class AutoRegressive(_WholeStep):
-    name, source, needs = "ar", "large", ("large", "prm")
+    name, source = "ar", "large"
 
     def runner(self) -> Runner:
         return self.models.large.generate
 
 
 class SpeculativeSampling(_WholeStep):
-    name, source, needs = "sps", "large", ("spec", "prm")
+    name, source = "sps", "large"
 
     def runner(self) -> Runner:
-        return self.models.spec.generate
+        return self.models.speculative_decoder.generate
 
 
 class SmallOnly(_WholeStep):
-    name, source, needs = "small", "small", ("small", "prm")
+    name, source = "small", "small"
 
     def runner(self) -> Runner:
         return self.models.small.generate
@@ -172,7 +176,6 @@ class SpecSearch:
     name = "specsearch"
 
     def __init__(self, models: Models, threshold: Threshold) -> None:
-        models.need("small", "spec", "prm")
         self.models = models
         self.threshold = threshold
 
@@ -180,7 +183,7 @@ class SpecSearch:
         jobs = _all_jobs(state, beams)
         if self.threshold.beta is None:  # first step: the large model sets beta
             with state.phase("regenerate"):
-                out = _run(state, self.models.spec.generate, jobs, depth)
+                out = _run(state, self.models.speculative_decoder.generate, jobs, depth)
             state.count_generation("large", out)
             cands = _candidates(state, jobs, out, depth, "large", "generated")
             for c in cands:
@@ -222,7 +225,7 @@ class SpecSearch:
         regenerated: list[Candidate] = []
         if rejected_jobs and not state.cancelled:
             with state.phase("regenerate"):
-                out = _run(state, self.models.spec.generate, rejected_jobs, depth)
+                out = _run(state, self.models.speculative_decoder.generate, rejected_jobs, depth)
             state.count_generation("large", out)
             regenerated = _candidates(state, rejected_jobs, out, depth, "large", "regenerated", rejected_ids)
             for c, old in zip(regenerated, rejected_ids):
@@ -232,7 +235,7 @@ class SpecSearch:
                 state.emit(ThoughtRegenerated(c.node, old))
             _score(state, self.models.prm, regenerated, self.models.large)
         self.threshold.observe_large([c.node.score for c in regenerated])
-        # Keep slot order: each slot holds its accepted draft or its replacement.
+        # Keep child order: each child index holds its accepted draft or its replacement.
         replacement = {old: c for old, c in zip(rejected_ids, regenerated)}
         out_cands = []
         for c in drafts:
@@ -241,19 +244,3 @@ class SpecSearch:
             elif c.node.id in replacement:
                 out_cands.append(replacement[c.node.id])
         return out_cands
-
-
-def make_generator(method: str, models: Models, threshold: Threshold) -> ThoughtGenerator:
-    registry: dict[str, Callable[[], ThoughtGenerator]] = {
-        "ar": lambda: AutoRegressive(models),
-        "sps": lambda: SpeculativeSampling(models),
-        "small": lambda: SmallOnly(models),
-        "specsearch": lambda: SpecSearch(models, threshold),
-    }
-    try:
-        return registry[method]()
-    except KeyError:
-        raise SpecSearchError(f"unknown method {method!r}; choose from {', '.join(registry)}") from None
-
-
-GENERATORS = ("ar", "sps", "small", "specsearch")

@@ -14,7 +14,8 @@ from typing import Callable, Sequence
 from .answers import extract_answer, final_answer_present, is_equivalent
 from .config import SearchConfig
 from .events import BeamsSelected, CancelToken, SearchEvent, SearchFinished, SearchStarted, StepStarted
-from .generators import Models, make_generator
+from .generators import Models
+from .methods import make_generator
 from .search_state import Beam, Candidate, SearchState
 from .threshold import Threshold
 from .tree import SearchResult, StepRecord

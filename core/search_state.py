@@ -6,12 +6,14 @@ import dataclasses
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
-from .config import SearchConfig
 from .engine import GenerateOutput
 from .events import CancelToken, SearchEvent, StatsUpdated
 from .tree import SearchStats, StepRecord, ThoughtNode
+
+if TYPE_CHECKING:  # core.config imports this module (config -> methods -> generators -> here)
+    from .config import SearchConfig
 
 
 @dataclass
@@ -60,10 +62,10 @@ class SearchState:
     def step(self) -> StepRecord:
         return self.steps[-1]
 
-    def seed(self, depth: int, slot: int) -> int:
-        """The sampling seed of child ``slot`` at ``depth``: the same in every
-        method, so the same slot draws the same way whoever generates it."""
-        return (self.config.seed * 1_000_003 + depth * 10_007 + slot) & 0x7FFFFFFF
+    def seed(self, depth: int, child_index: int) -> int:
+        """The sampling seed of child ``child_index`` at ``depth``: the same in every
+        method, so the same child draws the same way whoever generates it."""
+        return (self.config.seed * 1_000_003 + depth * 10_007 + child_index) & 0x7FFFFFFF
 
     def new_node(self, beam: Beam, depth: int, text: str, n_tokens: int, source: str, fate: str,
                  seconds: float, replaces: int | None = None) -> ThoughtNode:

@@ -14,11 +14,12 @@ quality bar the paper's guarantee is stated against.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .config import SearchConfig
+if TYPE_CHECKING:  # core.config imports this module (through core.methods)
+    from .config import SearchConfig
 
 
 def theta_stat(scores: Sequence[float], stat: str, quantile: float = 0.5) -> float:
@@ -38,10 +39,6 @@ class Threshold:
     def __init__(self, config: SearchConfig) -> None:
         self.config = config
         self.beta: float | None = config.fixed_beta if config.threshold_mode == "fixed" else None
-
-    @property
-    def needs_large_first_step(self) -> bool:
-        return self.config.threshold_mode == "adaptive"
 
     @property
     def bar(self) -> float | None:

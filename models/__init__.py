@@ -1,9 +1,10 @@
 """specsearch.models: catalog, Hub downloads, offline pack, the local registry (no UI)."""
 
 from .recommended import CatalogEntry, catalog
-from .download import ChecksumMismatchError, DownloadCancelled, DownloadError, InsufficientDiskError, pull
+from .download import ChecksumMismatchError, DownloadCancelled, DownloadError, pull
 from .pack import PackNotInstalledError, assemble_offline_pack
-from .registry import ROLES, ModelEntry, ModelNotRegisteredError, Registry, VerifyResult, check_pair
+from .registry import (ROLES, InsufficientDiskError, ModelEntry, ModelNotRegisteredError, Registry, VerifyResult,
+                       check_pair)
 
 
 def compatible_drafts(large_name: str) -> list[ModelEntry]:

@@ -6,7 +6,7 @@ its own retries.  ``hf_hub_download`` itself is not used: since 2.x it
 deletes a partial file when a download fails, and the manager promises that
 an interrupted pull resumes.  So the partial file is ours
 (``models/.downloads/<repo>/<file>.<sha>.incomplete``) and ``http_get``
-continues it with a ``Range`` request.  Added here: a free-disk check before
+continues it with a ``Range`` request.  Added here: a free-disk check (the registry's) before
 starting, progress through a callback (never a tqdm bar writing to the
 terminal, which would garble the TUI), cancellation, SHA-256 verification
 against the catalog or the Hub, and registration of verified files only.
@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -33,17 +32,13 @@ from specsearch.core.errors import SpecSearchError
 
 from . import recommended as cat
 from . import locations
-from .registry import ModelEntry, Registry, sha256_file
+from .registry import ModelEntry, Registry, require_free_space, sha256_file
 
 Progress = Callable[[int, int], None]
 
 
 class DownloadError(SpecSearchError):
     """A download could not start or finish."""
-
-
-class InsufficientDiskError(DownloadError):
-    """Not enough free disk space for the file."""
 
 
 class ChecksumMismatchError(DownloadError):
@@ -147,10 +142,8 @@ def pull(
     expected = expected or hub_sha
     size = meta.size or 0
     partial = sum(p.stat().st_size for p in staging.glob("*.incomplete")) if staging.exists() else 0
-    free = shutil.disk_usage(models).free
-    if size and free < size - partial:
-        raise InsufficientDiskError(f"{models} has {free / 2**20:.0f} MB free; "
-                                    f"{(size - partial) / 2**20:.0f} MB more are needed for {filename}")
+    if size:
+        require_free_space(models, size - partial, filename)
     staging.mkdir(parents=True, exist_ok=True)
     path = staging / f"{filename.replace('/', '--')}.{(meta.etag or 'unknown')[:16]}.incomplete"
     resume = path.stat().st_size if path.exists() else 0

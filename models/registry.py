@@ -20,16 +20,29 @@ from typing import Any, Callable
 from specsearch.core.atomic import atomic_write_json
 from specsearch.core.errors import IncompatibleVocabError, SpecSearchError
 from specsearch.core.gguf_info import read_gguf_info
+from specsearch.core.methods import MODEL_ROLES
 
 from . import recommended as cat
 from . import locations
 
-ROLES = ("small", "large", "prm")
+ROLES = MODEL_ROLES
 REGISTRY_FILE = "registry.json"
 
 
 class ModelNotRegisteredError(SpecSearchError):
     """No installed model has that name."""
+
+
+class InsufficientDiskError(SpecSearchError):
+    """Not enough free disk space for a model file (an import's copy or a download)."""
+
+
+def require_free_space(folder: Path, need: int, what: str) -> None:
+    """Raise InsufficientDiskError unless ``folder`` has ``need`` bytes free for ``what``."""
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise InsufficientDiskError(f"{folder} has {free / 2**20:.0f} MB free; "
+                                    f"{need / 2**20:.0f} MB more are needed for {what}")
 
 
 @dataclass
@@ -199,13 +212,7 @@ class Registry:
         else:
             target = locations.models_dir() / src.name
             if target.resolve() != src.resolve():
-                need = src.stat().st_size
-                free = shutil.disk_usage(target.parent).free
-                if free < need:
-                    from .download import InsufficientDiskError
-
-                    raise InsufficientDiskError(f"{target.parent} has {free / 2**20:.0f} MB free, "
-                                                f"{need / 2**20:.0f} MB needed to copy {src.name}")
+                require_free_space(target.parent, src.stat().st_size, f"a copy of {src.name}")
                 part = target.with_name(target.name + ".part")
                 try:
                     shutil.copyfile(src, part)

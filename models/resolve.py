@@ -15,11 +15,9 @@ from typing import Any
 
 from specsearch.core.api import ModelSpec
 from specsearch.core.errors import SpecSearchError
+from specsearch.core.methods import missing_roles
 
 from .registry import ROLES, ModelEntry, Registry
-
-NEEDS = {"specsearch": ("small", "large"), "sps": ("small", "large"), "ar": ("large",), "small": ("small",)}
-"""Which generator models each method needs (every method also needs a reward model)."""
 
 
 @dataclass(frozen=True)
@@ -40,9 +38,8 @@ class ResolvedModels:
     problems: list[str]  # one line each: a path that does not exist, a name not in the registry
 
     def missing_for(self, method: str) -> list[str]:
-        """Roles the method needs that have no model."""
-        need = list(NEEDS.get(method, ())) + ["prm"]
-        return [role for role in need if self.specs.get(role) is None]
+        """Roles the method needs (core.methods) that have no model."""
+        return missing_roles(method, [role for role, spec in self.specs.items() if spec is not None])
 
     def key(self) -> tuple:
         return tuple(self.specs.get(r) for r in ROLES)

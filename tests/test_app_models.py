@@ -64,7 +64,7 @@ class TestImportDefaultsAsk:
             await pilot.press("enter")
             await wait_until(pilot, lambda: chat.live is not None and chat.live.done and not chat.running)
             assert chat.live.result is not None and chat.live.result.nodes
-            specs = app.services.pool._solver.specs
+            specs = app.services.pool._solver.model_files
             assert specs["small"].path == defaults["small"].path and specs["prm"].path == defaults["small"].path
 
 

@@ -11,6 +11,7 @@ from specsearch.app.app import SpecSearchApp
 from specsearch.app.main import build_parser, overrides_from_args
 from specsearch.app.screens.settings import SettingsScreen
 from specsearch.app.settings import FIELD_NAMES, Settings, SettingsStore, env_overrides, field_docs, resolve_models, settings_path
+from specsearch.core.config import SearchConfig
 
 
 class TestSettingsStore:
@@ -20,12 +21,12 @@ class TestSettingsStore:
         assert all(docs[name].strip() for name in FIELD_NAMES)
 
     def test_defaults_match_the_core(self):
-        config = Settings().search_config()
-        assert (config.method, config.beam_width, config.children, config.max_depth) == ("specsearch", 2, 4, 12)
+        assert Settings().search_config() == SearchConfig()
 
     def test_save_load_roundtrip(self):
         store = SettingsStore.load(environ={})
-        edited = Settings(method="ar", beam_width=3, theta=0.8, threshold_stat="max", n_ctx_large=4096, fixed_beta=0.4)
+        edited = Settings(method="ar", beam_width=3, theta=0.8, threshold_stat="max", n_ctx_large=4096,
+                          threshold_mode="fixed", fixed_beta=0.4)
         store.save(edited)
         data = json.loads(settings_path().read_text(encoding="utf-8"))
         assert data["method"] == "ar" and data["n_ctx_large"] == 4096

@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, ProgressBar
 
 from specsearch.models import Registry, assemble_offline_pack, catalog, pull
 from specsearch.models.locations import models_dir
+from specsearch.models.sizes import human_bytes
 
 from ..messages import RegistryChanged, RegistryRead, TransferFinished, TransferProgress
 from ..search_worker import describe_error
@@ -25,16 +26,6 @@ from ..settings import missing_message, resolve_models
 
 CLI_HINT = ("In a shell: `specsearch models pack` registers the offline Qwen pair, "
             "`specsearch models pull NAME` downloads one, `specsearch models --help` lists the rest.")
-
-
-def human_bytes(n: Any) -> str:
-    if not isinstance(n, (int, float)) or n <= 0:
-        return "?"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return "?"
 
 
 class ModelsScreen(Screen):

@@ -29,7 +29,7 @@ from ..settings import ResolvedModels, Settings, missing_message, resolve_models
 from ..widgets.question_input import QuestionInput
 from ..widgets.search_panel import SearchPanel
 
-METHODS = ("ar", "specsearch")
+RACED_METHODS = ("ar", "specsearch")  # the baseline, then the method it is raced against (names in core.methods)
 NOTE = ("The two searches run one after the other, not at once: on a 2-core machine running both "
         "together would slow each down and spoil the timing. Same question, same settings and seed; "
         "model loading is not timed.")
@@ -109,15 +109,15 @@ class RaceScreen(Screen):
             return
         settings = self.services.settings
         models = resolve_models(settings)
-        problems = [p for p in (missing_message(models, m) for m in METHODS) if p]
+        problems = [p for p in (missing_message(models, m) for m in RACED_METHODS) if p]
         if problems:
             self.query_one("#race-verdict", Static).update(Text("⚠ " + problems[-1]))
             self.notify(problems[-1], title="Models missing", severity="error", timeout=8)
             return
         self.done = False
         self.results.clear()
-        self.lives = {method: LiveSearch(question, method) for method in METHODS}
-        for method in METHODS:
+        self.lives = {method: LiveSearch(question, method) for method in RACED_METHODS}
+        for method in RACED_METHODS:
             self.panel(method).show(None)
             self.panel(method).set_status("waiting")
         self.conversation = Conversation.new()
@@ -127,7 +127,7 @@ class RaceScreen(Screen):
         self.query_one("#race-verdict", Static).update(Text("Racing… (Esc cancels)"))
         self._ticker = self.set_interval(0.5, self._tick)
         self._leg = (models, settings, question)
-        self._start_leg(METHODS[0], preload=METHODS[1:])
+        self._start_leg(RACED_METHODS[0], preload=RACED_METHODS[1:])
 
     def _start_leg(self, method: str, preload: tuple[str, ...] = ()) -> None:
         """One search of the race; the first loads every leg's models (loading is not timed)."""
@@ -185,12 +185,12 @@ class RaceScreen(Screen):
             other.stats.baseline_seconds = result.stats.wall_seconds  # its speed-up is now measured
         if self.exchange is not None:
             self.exchange.runs.append(result)
-        if method == METHODS[-1] or result.cancelled:
+        if method == RACED_METHODS[-1] or result.cancelled:
             self._finish()
             return
         if self.conversation is not None:
             self.services.save_conversation(self.conversation)
-        self._start_leg(METHODS[METHODS.index(method) + 1])
+        self._start_leg(RACED_METHODS[RACED_METHODS.index(method) + 1])
 
     def _failed(self, method: str, error: str) -> None:
         self.panel(method).set_status("failed")
@@ -208,7 +208,7 @@ class RaceScreen(Screen):
         if self.exchange is not None and error is None:
             self.exchange.answer = spec.answer if spec is not None else None
             self.exchange.stats = spec.stats if spec is not None else None
-            cancelled = any(r.cancelled for r in self.results.values()) or len(self.results) < len(METHODS)
+            cancelled = any(r.cancelled for r in self.results.values()) or len(self.results) < len(RACED_METHODS)
             self.exchange.status = "cancelled" if cancelled else "done"
         if self.conversation is not None:
             self.services.save_conversation(self.conversation)

@@ -1,4 +1,10 @@
-"""Settings form: one row per Settings field, its docstring as help."""
+"""Settings form: one row per Settings field, its docstring as help.
+
+The editors follow each field's description (app.settings.setting_options):
+a Select for a field with choices (methods and PRM kinds from their
+registries, Literal fields from their types) and for on/off fields, an Input
+otherwise; the model fields get the model manager's entries.  NOT_IN_FORM
+names the fields the form leaves alone, each with why."""
 
 from __future__ import annotations
 
@@ -12,16 +18,16 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
-from specsearch.core.config import METHODS
-from specsearch.core.prm import prm_kind_names
+from ..settings import FIELD_NAMES, ROLES, Settings, SettingsStore, registry_entries, setting_options, settings_path
 
-from ..settings import FIELD_NAMES, ROLES, Settings, SettingsStore, field_docs, field_type, registry_entries, settings_path
-
-CHOICES: dict[str, tuple[str, ...]] = {
-    "method": METHODS,
-    "prm_kind": prm_kind_names(),
-    "threshold_stat": ("mean", "max", "quantile"),
+NOT_IN_FORM = {
+    "delimiter": "text that holds newlines (a blank line by default), which a one-line Input can neither show nor type",
+    "system_prompt": "long free text that may hold newlines, which a one-line Input can neither show nor type",
 }
+"""Fields without an editor here, and why.  They keep their value when the form is
+saved; settings.json, SPECSEARCH_<FIELD> and specsearch-tui --<field> set them."""
+FORM_FIELDS = tuple(name for name in FIELD_NAMES if name not in NOT_IN_FORM)
+
 TITLES = {"theta": "θ (theta)", "threshold_stat": "Θ (threshold stat)", "fixed_beta": "fixed β",
           "prm_head": "PRM head", "arith_check": "arithmetic check"}
 PLACEHOLDERS = {"prm_head": "(the head shipped for the reward model)"}
@@ -53,17 +59,20 @@ class SettingsScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        docs = field_docs()
+        options = setting_options()
         entries, defaults = registry_entries()
         with VerticalScroll(id="form"):
             yield Static(Text(f"Saved to {settings_path()}. Environment variables SPECSEARCH_<FIELD> and "
-                              "command-line options override them for one run.", style="dim"))
-            for name in FIELD_NAMES:
+                              "command-line options override them for one run. Not here: "
+                              + ", ".join(NOT_IN_FORM) + " (settings.json, env or command line).", style="dim"))
+            for name in FORM_FIELDS:
+                option = options[name]
                 with Horizontal(classes="row"):
                     yield Label(TITLES.get(name, name.replace("_", " ")))
                     yield self._control(name, entries, defaults)
                     with Vertical():
-                        yield Static(Text(docs.get(name, "")), classes="help")
+                        yield Static(Text(" ".join(filter(None, (option.help, option.choice_help)))),
+                                     classes="help")
                         if name in self.store.overrides:
                             yield Static(Text(f"overridden for this run: {self.store.overrides[name]!r}"),
                                          classes="overridden")
@@ -78,6 +87,7 @@ class SettingsScreen(Screen):
 
     def _control(self, name: str, entries: list[Any], defaults: dict[str, Any]):
         value = getattr(self.settings, name)
+        option = setting_options()[name]
         wid = f"set-{name}"
         if name in ROLES:
             default = defaults.get(name)
@@ -87,9 +97,9 @@ class SettingsScreen(Screen):
             if value and value not in {e.name for e in entries}:
                 options.append((value, value))  # a path given by env, command line or an older save
             return Select(options, value=value or "", allow_blank=False, id=wid, classes="control")
-        if name in CHOICES:
-            return Select([(c, c) for c in CHOICES[name]], value=value, allow_blank=False, id=wid, classes="control")
-        kind = field_type(name)
+        if option.choices is not None:
+            return Select([(c, c) for c in option.choices], value=value, allow_blank=False, id=wid, classes="control")
+        kind = option.kind
         if kind is bool:
             return Select(SWITCH, value="on" if value else "off", allow_blank=False, id=wid, classes="control")
         input_type = {int: "integer", float: "number"}.get(kind, "text")
@@ -97,8 +107,8 @@ class SettingsScreen(Screen):
                      placeholder=PLACEHOLDERS.get(name, "(automatic)") if value is None else "", classes="control")
 
     def read_form(self) -> Settings:
-        values: dict[str, Any] = {}
-        for name in FIELD_NAMES:
+        values = {name: getattr(self.settings, name) for name in NOT_IN_FORM}
+        for name in FORM_FIELDS:
             widget = self.query_one(f"#set-{name}")
             raw = widget.value if isinstance(widget, (Input, Select)) else None
             values[name] = None if raw is Select.BLANK else raw
