@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from specsearch.core.text import brace_group
+
 SYMBOLS = {
     "times": "×", "cdot": "·", "div": "÷", "pm": "±", "mp": "∓", "le": "≤", "leq": "≤", "ge": "≥",
     "geq": "≥", "ne": "≠", "neq": "≠", "approx": "≈", "equiv": "≡", "sim": "∼", "infty": "∞",
@@ -44,15 +46,8 @@ def _group(text: str, i: int) -> tuple[str, int]:
             if m:
                 return m.group(0), i + m.end()
         return text[i], i + 1
-    depth = 0
-    for j in range(i, len(text)):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1 : j], j + 1
-    return text[i + 1 :], len(text)
+    group = brace_group(text, i)
+    return group if group is not None else (text[i + 1 :], len(text))  # unclosed: the rest
 
 
 def _atom(s: str) -> str:

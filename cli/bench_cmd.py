@@ -10,8 +10,9 @@ from pathlib import Path
 from tqdm import tqdm  # already a dependency of huggingface-hub
 
 from specsearch.core.bench import format_table, run_benchmark
-from specsearch.core.methods import method_names
+from specsearch.core.bench_variants import expand_sweep, parse_variant
 from specsearch.core.datasets import load_dataset
+from specsearch.core.methods import method_names
 
 from .common import print_json
 from .search_args import add_model_args, add_search_args, make_solver, search_config
@@ -24,7 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="`specsearch bench --dataset gsm8k --methods ar,sps,specsearch --out DIR` runs each "
         "method on the same problems with the same seeds, appending results to DIR/results.jsonl as it "
         "goes (re-running resumes), then prints accuracy, latency, speed-up vs ar and acceptance rates "
-        "and writes summary.json, results.csv and plot.png. `specsearch bench engine --small S --large L` "
+        "and writes summary.json, results.csv and plot.png. A method may carry one search option of its "
+        "own (`specsearch@threshold_margin=0.01`); `--sweep threshold_margin=0,0.01,0.02` runs specsearch "
+        "at each value, shares the ar runs, and draws curve.png (accuracy and speed-up against thought "
+        "acceptance). `specsearch bench engine --small S --large L` "
         "measures decode throughput, speculative decoding and scoring side by side.",
     )
     p.add_argument("what", nargs="?", choices=("search", "engine"), default="search",
@@ -32,7 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default="gsm8k", help="gsm8k, math500 or a JSONL file with question/answer (default gsm8k)")
     p.add_argument("--n", type=int, default=50, help="number of problems (default 50)")
     p.add_argument("--methods", default="ar,sps,specsearch", type=method_list,
-                   help="comma-separated, from " + ",".join(method_names()))
+                   help="comma-separated, from " + ",".join(method_names())
+                   + "; METHOD@FIELD=VALUE runs a method with one search option changed")
+    p.add_argument("--sweep", metavar="FIELD=V1,V2,...", type=sweep_list, default=[],
+                   help="add specsearch at each value of a search option, e.g. threshold_margin=0,0.01,0.02 "
+                   "(curve.png shows accuracy and speed-up against acceptance)")
     p.add_argument("--out", default="bench-out", help="output folder (default ./bench-out)")
     p.add_argument("--prompts", help="bench engine: JSONL with question fields (default: packaged GSM8K)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -46,20 +54,31 @@ def run(args: argparse.Namespace) -> int:
 
 
 def method_list(text: str) -> list[str]:
-    """--methods: comma-separated registered method names."""
-    methods = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in method_names()]
+    """--methods: comma-separated registered method names, each optionally METHOD@FIELD=VALUE."""
+    try:
+        variants = [parse_variant(m) for m in text.split(",") if m.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    unknown = [v.method for v in variants if v.method not in method_names()]
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown method(s) {', '.join(unknown)}; "
                                          f"choose from {', '.join(method_names())}")
-    return methods
+    return [v.label for v in variants]
+
+
+def sweep_list(text: str) -> list[str]:
+    """--sweep FIELD=V1,V2: the specsearch variant labels."""
+    try:
+        return expand_sweep(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def run_search(args: argparse.Namespace) -> int:
-    methods = args.methods
+    methods = list(dict.fromkeys(args.methods + args.sweep))
     problems = load_dataset(args.dataset, args.n)
     solver = make_solver(args)
-    configs = {m: search_config(args, m) for m in methods}
+    configs = {m: (v := parse_variant(m)).apply(search_config(args, v.method)) for m in methods}
     bar = tqdm(total=len(problems) * len(methods), unit="run", file=sys.stderr, dynamic_ncols=True)
     correct: dict[str, int] = {m: 0 for m in methods}
     seen: dict[str, int] = {m: 0 for m in methods}
@@ -78,7 +97,8 @@ def run_search(args: argparse.Namespace) -> int:
         print_json({m: s.to_dict() for m, s in summary.methods.items()})  # each names its "prm"
     else:
         print(format_table(summary))
-        print(f"\nresults in {Path(args.out).resolve()} (summary.json, results.csv, plot.png)")
+        files = "summary.json, results.csv, plot.png" + (", curve.png" if summary.curve_path else "")
+        print(f"\nresults in {Path(args.out).resolve()} ({files})")
     return 0
 
 

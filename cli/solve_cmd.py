@@ -8,6 +8,7 @@ import sys
 
 from specsearch.core import events as ev
 from specsearch.core.prm_info import prm_label, prm_of
+from specsearch.core.text import one_line
 from specsearch.core.tree import SearchResult
 
 from .search_args import add_model_args, add_search_args, make_solver, search_config
@@ -43,11 +44,6 @@ def _json_line(event: ev.SearchEvent) -> None:
     sys.stdout.flush()
 
 
-def _short(text: str, width: int = 90) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
-
-
 class TextPrinter:
     """Human-readable stream: one line per thought, symbols carry the fate."""
 
@@ -81,7 +77,7 @@ class TextPrinter:
 
     def _print(self, event: ev.SearchEvent) -> None:
         if isinstance(event, ev.SearchStarted):
-            self.say(f"method {event.method}: {_short(event.question, 200)}")
+            self.say(f"method {event.method}: {one_line(event.question, 200)}")
             prm = prm_of(event.config)
             if prm is not None:
                 self.say(f"reward model: {prm_label(prm)}")
@@ -90,7 +86,7 @@ class TextPrinter:
             self.say(f"\nstep {event.step}{beta}")
         elif isinstance(event, ev.ThoughtDrafted):
             n = event.node
-            self.say(f"  · #{n.id:<3} {n.source:<5} drafted   {_short(n.text)}")
+            self.say(f"  · #{n.id:<3} {n.source:<5} drafted   {one_line(n.text, 90)}")
         elif isinstance(event, ev.ThoughtAccepted):
             self.say(f"  ✓ #{event.node_id:<3} accepted  score {event.score:.3f} ≥ β {event.beta:.3f}"
                      + self._flag(event.node_id))
@@ -99,7 +95,7 @@ class TextPrinter:
                      + self._flag(event.node_id))
         elif isinstance(event, ev.ThoughtRegenerated):
             n = event.node
-            self.say(f"  ↻ #{n.id:<3} large rewrites #{event.replaces}: {_short(n.text)}")
+            self.say(f"  ↻ #{n.id:<3} large rewrites #{event.replaces}: {one_line(n.text, 90)}")
         elif isinstance(event, ev.BeamsSelected):
             kept = ", ".join(f"#{i} ({self.scores.get(i, 0):.2f})" for i in event.selected_ids)
             done = f"; finished {', '.join(f'#{i}' for i in event.finished_ids)}" if event.finished_ids else ""

@@ -27,6 +27,7 @@ from fractions import Fraction
 from typing import Sequence
 
 from .prm import PRMKind, RewardModel, register_prm_kind
+from .text import brace_group
 
 __all__ = ["ArithmeticGuard", "ArithmeticPRM", "FLAGGED_SCORE", "WrongEquation", "check_step", "explain_step"]
 
@@ -90,23 +91,6 @@ _BULLET = re.compile(r"\n[ \t]*(?:[-*•+]|\d{1,2}[.)])[ \t]+")
 _PERCENT_WORD = re.compile(r"(?<=\d)\s*(?:percent|per cent)\b", re.IGNORECASE)
 
 
-def _braced(text: str, start: int) -> tuple[str, int] | None:
-    """The contents of the {...} group at ``start`` (spaces skipped) and the index after it."""
-    while start < len(text) and text[start] == " ":
-        start += 1
-    if start >= len(text) or text[start] != "{":
-        return None
-    depth = 0
-    for i in range(start, len(text)):
-        if text[i] == "{":
-            depth += 1
-        elif text[i] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start + 1 : i], i + 1
-    return None
-
-
 _PLAIN_NUMBER = re.compile(r"\s*-?[\d.,]+\s*")
 
 
@@ -116,8 +100,8 @@ def _convert_fracs(text: str) -> str:
     for m in _FRAC.finditer(text):
         if m.start() < pos:
             continue
-        num = _braced(text, m.end())
-        den = _braced(text, num[1]) if num else None
+        num = brace_group(text, m.end())
+        den = brace_group(text, num[1]) if num else None
         if num is None or den is None:
             continue
         a, b = _convert_fracs(num[0]), _convert_fracs(den[0])
@@ -137,7 +121,7 @@ def _convert_groups(text: str, pattern: re.Pattern[str], head: str) -> str:
     for m in pattern.finditer(text):
         if m.start() < pos:
             continue
-        group = _braced(text, m.end())
+        group = brace_group(text, m.end())
         if group is None:
             if text[m.end() : m.end() + 1] == "[":  # \sqrt[3]{..}: an n-th root
                 out += [text[pos : m.start()], _POISON]

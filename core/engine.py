@@ -173,9 +173,6 @@ class Engine(TokenGenerator):
             add_special = self.facts.add_bos
         return self.vocab.tokenize(text, add_special, parse_special)
 
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        return b"".join(self.vocab.piece(t) for t in tokens).decode("utf-8", errors="replace")
-
     def render_chat(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
         """Format ``messages`` with the GGUF's own chat template."""
         return render_chat(

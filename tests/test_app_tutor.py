@@ -190,16 +190,23 @@ class TestArithmetic:
             assert turns_saved[1]["arithmetic"] == ["20 − 12 = 8, not 9"]
 
 
+@contextlib.asynccontextmanager
+async def judging_while_held(pilot, app):
+    """The pens session checking RIGHT_STEP while the solver is held: keys pressed now must wait."""
+    screen = await start_session(pilot, PENS)
+    with solver_busy(app):
+        await type_text(pilot, RIGHT_STEP)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: screen.waiting)
+        yield screen
+
+
 class TestBusy:
     @async_test
     async def test_keys_pressed_while_busy_are_queued_and_run_in_order(self, app_models):
         app = make_app(app_models, batch_invariant=True)
         async with app.run_test(size=(140, 45)) as pilot:
-            screen = await start_session(pilot, PENS)
-            with solver_busy(app):
-                await type_text(pilot, RIGHT_STEP)
-                await pilot.press("enter")
-                await wait_until(pilot, lambda: screen.waiting)
+            async with judging_while_held(pilot, app) as screen:
                 await pilot.press("ctrl+g")
                 await pilot.press("ctrl+g")  # one hint is already on its way: not queued twice
                 await type_text(pilot, WRONG_STEP)
@@ -222,11 +229,7 @@ class TestBusy:
     async def test_stopping_says_what_was_dropped(self, app_models):
         app = make_app(app_models, batch_invariant=True)
         async with app.run_test(size=(140, 45)) as pilot:
-            screen = await start_session(pilot, PENS)
-            with solver_busy(app):
-                await type_text(pilot, RIGHT_STEP)
-                await pilot.press("enter")
-                await wait_until(pilot, lambda: screen.waiting)
+            async with judging_while_held(pilot, app) as screen:
                 await pilot.press("ctrl+g")
                 await pilot.press("escape")
                 assert not screen.waiting and screen.queue == []

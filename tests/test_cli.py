@@ -135,6 +135,34 @@ class TestBenchResume:
         assert Path(tmp_path / "b" / "results.csv").exists()
 
 
+class TestBenchSweep:
+    def test_variants_apply_their_option_and_draw_the_curve(self, capsys, tiny, tmp_path):
+        data = tmp_path / "probs.jsonl"
+        data.write_text("\n".join(json.dumps({"question": f"What is {i} + 1?", "answer": str(i + 1)})
+                                   for i in range(2)) + "\n")
+        code, out, err = run_cli(capsys, "bench", "--dataset", str(data), "--n", "2", "--methods",
+                                 "ar,specsearch@threshold_margin=-1", "--sweep", "threshold_margin=1",
+                                 "--small", str(tiny["draft"]), "--large", str(tiny["target"]), "--json",
+                                 "--depth", "2", "--step-tokens", "6", "--children", "2", "--out", str(tmp_path / "b"))
+        assert code == 0, err
+        summary = json.loads(out)
+        assert list(summary) == ["ar", "specsearch@threshold_margin=-1.0", "specsearch@threshold_margin=1.0"]
+        # scores lie in [0, 1]: a bar one below beta accepts every draft, one above rejects every draft
+        assert summary["specsearch@threshold_margin=-1.0"]["thought_acceptance_rate"] == 1.0
+        assert summary["specsearch@threshold_margin=1.0"]["thought_acceptance_rate"] == 0.0
+        assert (tmp_path / "b" / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    def test_bad_variants_are_one_line_errors(self, capsys, tiny, tmp_path):
+        for methods, why in (("specsearch@nonsense=1", "'nonsense' is not a search option"),
+                             ("nomethod@threshold_margin=1", "unknown method(s) nomethod"),
+                             ("specsearch@children=x", "children takes a number, not 'x'")):
+            with pytest.raises(SystemExit) as exit_:
+                main(["bench", "--methods", methods, "--out", str(tmp_path / "b")])
+            err = capsys.readouterr().err
+            assert exit_.value.code == 2 and "Traceback" not in err and why in err.strip().splitlines()[-1]
+        assert not (tmp_path / "b").exists()
+
+
 # ------------------------------------------------------- reward-model options ---
 TINY_SEARCH = ("--depth", "1", "--step-tokens", "4", "--children", "2")
 

@@ -24,7 +24,7 @@ from specsearch.core.prm_head import (
     skywork_layout,
 )
 from specsearch.core.prm_heads_convert import WeightsError, convert_head, read_tensors
-from tiny_models import write_tiny_model
+from tiny_models import token_text, write_tiny_model
 
 QUESTION = "the cat has 12 mats and 2 more"
 STEPS = ["the cat is on the mat", "12 + 2 = 14 mats\nso 14", "yes\n\nthe answer is 14"]
@@ -139,7 +139,7 @@ class TestLayouts:
         lay = qwen_math_prm_layout(qwen_engine, QUESTION, steps, {})
         assert lay.tokens == full[: len(lay.tokens)]
         assert lay.ends == [i for i, t in enumerate(full) if t == tag[0]]
-        assert qwen_engine.detokenize(lay.tokens[lay.starts[1] : lay.ends[1]]) == steps[1]
+        assert token_text(qwen_engine, lay.tokens[lay.starts[1] : lay.ends[1]]) == steps[1]
 
     def test_qwen_layout_needs_the_step_tag_as_one_token(self, engine):
         with pytest.raises(HeadError, match="no single token for it"):

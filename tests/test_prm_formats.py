@@ -18,6 +18,7 @@ from specsearch.core.engine import Engine, LoadOptions
 from specsearch.core.errors import SpecSearchError
 from specsearch.core.prm import StepTagPRM, make_prm, prm_kind_names
 from specsearch.core.prm_formats import GENPRM_SYSTEM, ChatPRM, ChatVerdictPRM, GenPRM
+from tiny_models import token_text
 
 QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have?"
 STEPS = ["He buys 4, so 3 + 4 = 7.", "So he has 7 apples.", "The answer is 7."]
@@ -110,7 +111,7 @@ class TestStepTag:
         tag_id = engine.tokenize("ки")[-1]
         assert list(req.positions) == [i for i, t in enumerate(req.tokens) if t == tag_id]
         for i, pos in enumerate(req.positions):
-            assert engine.detokenize(req.tokens[: pos + 1]) == prm.text(QUESTION, STEPS[: i + 1])
+            assert token_text(engine, req.tokens[: pos + 1]) == prm.text(QUESTION, STEPS[: i + 1])
         assert list(req.candidates) == [engine.tokenize("+", add_special=False)[0],
                                         engine.tokenize("-", add_special=False)[0]]
 
@@ -214,7 +215,7 @@ class TestGenPRM:
         for p in req.positions:
             assert list(req.tokens[p + 1 - len(prefix_tokens) : p + 1]) == prefix_tokens
         for p in req.positions[:-1]:  # an earlier step's reply goes on with its verdict
-            assert engine.detokenize(req.tokens[p + 1 : p + 16]).startswith("Yes}$\n</output>")
+            assert token_text(engine, req.tokens[p + 1 : p + 16]).startswith("Yes}$\n</output>")
         yes = engine.tokenize("{Yes", add_special=False)
         no = engine.tokenize("{No", add_special=False)
         assert list(req.candidates) == [yes[1], no[1]]  # "{" is its own token in this vocabulary

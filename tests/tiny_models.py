@@ -139,3 +139,8 @@ def write_tiny_model(
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+def token_text(engine, tokens: Sequence[int]) -> str:
+    """The text of ``tokens`` (piece by piece, as the engine's vocabulary spells them)."""
+    return b"".join(engine.vocab.piece(t) for t in tokens).decode("utf-8", errors="replace")
