@@ -1,4 +1,8 @@
-"""``specsearch models …``: the model manager on the command line."""
+"""``specsearch models …``: the model manager on the command line.
+
+``models clean`` deletes partial downloads no running pull holds (see
+``specsearch.models.partials``) and says what it freed; ``--dry-run`` only lists them.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import sys
 import threading
 import time
 
-from specsearch.models import Registry, assemble_offline_pack, pull
+from specsearch.models import Registry, assemble_offline_pack, partials, pull
 from specsearch.models import recommended as catalog_mod
 from specsearch.models.registry import ROLES
 from specsearch.models.sizes import human_bytes
@@ -106,6 +110,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--threads", type=int, help="CPU threads (0: all cores)")
     c.set_defaults(func=cmd_settings)
 
+    c = s.add_parser("clean", help="delete partial downloads that no running pull is writing",
+                     description="Partial files of failed, cancelled or killed pulls (models/.downloads/…"
+                     ".incomplete) are deleted; a pull running now keeps its file. A deleted partial "
+                     "download starts over when pulled again.")
+    c.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    c.set_defaults(func=cmd_clean)
+
     c = s.add_parser("drafts", help="installed models that can draft for a large model")
     c.add_argument("large")
     c.set_defaults(func=cmd_drafts)
@@ -116,9 +127,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _registry() -> Registry:
     reg = Registry.load()
-    if reg.recovered_from is not None:
-        print(f"specsearch: warning: the model registry was unreadable; kept it as {reg.recovered_from} "
-              f"and rebuilt it from {reg.path.parent}", file=sys.stderr)
+    if reg.recovery_note is not None:
+        print(f"specsearch: warning: {reg.recovery_note}", file=sys.stderr)
     return reg
 
 
@@ -203,11 +213,22 @@ def cmd_set_default(args: argparse.Namespace) -> int:
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
-    gpu = args.n_gpu_layers
-    if gpu is not None and gpu != "auto":
-        gpu = int(gpu)
-    e = _registry().update_settings(args.name, n_gpu_layers=gpu, n_ctx=args.n_ctx, n_threads=args.threads)
+    # the registry reads and range-checks the text ('auto' or a number): one line on error
+    e = _registry().update_settings(args.name, n_gpu_layers=args.n_gpu_layers, n_ctx=args.n_ctx,
+                                    n_threads=args.threads)
     print(f"{e.name}: n_gpu_layers={e.n_gpu_layers} n_ctx={e.n_ctx or 'auto'} threads={e.n_threads or 'all'}")
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    report = partials.clean(dry_run=args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    for path, size in report.removed:
+        print(f"{verb} {path} ({human_bytes(size)})")
+    for path in report.in_use:
+        print(f"kept {path}: a pull is writing it")
+    print(f"{verb} {len(report.removed)} partial download(s), {human_bytes(report.freed)} "
+          f"{'would be ' if args.dry_run else ''}freed")
     return 0
 
 

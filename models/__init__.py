@@ -3,8 +3,9 @@
 from .recommended import CatalogEntry, catalog
 from .download import ChecksumMismatchError, DownloadCancelled, DownloadError, pull
 from .pack import PackNotInstalledError, assemble_offline_pack
-from .registry import (ROLES, InsufficientDiskError, ModelEntry, ModelNotRegisteredError, Registry, VerifyResult,
-                       check_pair)
+from .registry import (ROLES, InsufficientDiskError, ModelEntry, ModelNotRegisteredError, NameTakenError, Registry,
+                       VerifyResult, check_pair)
+from .store import UnsafeNameError
 
 
 def compatible_drafts(large_name: str) -> list[ModelEntry]:
@@ -14,6 +15,6 @@ def compatible_drafts(large_name: str) -> list[ModelEntry]:
 
 __all__ = [
     "CatalogEntry", "ChecksumMismatchError", "DownloadCancelled", "DownloadError", "InsufficientDiskError",
-    "ModelEntry", "ModelNotRegisteredError", "PackNotInstalledError", "ROLES", "Registry", "VerifyResult",
-    "assemble_offline_pack", "catalog", "check_pair", "compatible_drafts", "pull",
+    "ModelEntry", "ModelNotRegisteredError", "NameTakenError", "PackNotInstalledError", "ROLES", "Registry", "VerifyResult",
+    "UnsafeNameError", "assemble_offline_pack", "catalog", "check_pair", "compatible_drafts", "pull",
 ]

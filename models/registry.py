@@ -1,19 +1,31 @@
 """The registry of local models: what is installed, its role and load settings.
 
-Stored as ``<data dir>/registry.json``, always written atomically.  A registry
-file that cannot be read is kept aside (``registry.json.corrupt-<time>``),
-reported through :attr:`Registry.recovered_from`, and rebuilt from the GGUF
-files in the models folder, so nothing a user downloaded is lost.
+Stored as ``<data dir>/registry.json``, always written atomically, and changed
+only under its lock (reload → change → save, see ``registry_file``): a
+``Registry`` object loaded earlier (by a pull before its download, by the app's
+model screen) applies its change to what is on disk *now*, so overlapping
+writers never revert each other.  A registry file that cannot be read is kept
+aside (``registry.json.corrupt-<time>``) and rebuilt from the GGUF files in the
+models folder; one with entries or defaults of the wrong shape is kept aside
+(``registry.json.bad-<time>``) and loaded without them.  Either way
+:attr:`Registry.recovered_from` and :attr:`Registry.recovery_note` say so, and
+nothing a user downloaded is lost.
+
+A registry name stands for one file.  Re-registering the same file (same path,
+or the same Hub repo file) keeps the user's load settings; another file never
+takes over an existing name: a derived name gets a distinct spelling
+(``store`` says where files go), an explicit one that is taken is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
-import time
-from dataclasses import asdict, dataclass, field, fields
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,7 +35,8 @@ from specsearch.core.gguf_info import read_gguf_info
 from specsearch.core.methods import MODEL_ROLES
 
 from . import recommended as cat
-from . import locations
+from . import locations, registry_file, store
+from .entry import ModelEntry
 
 ROLES = MODEL_ROLES
 REGISTRY_FILE = "registry.json"
@@ -31,6 +44,10 @@ REGISTRY_FILE = "registry.json"
 
 class ModelNotRegisteredError(SpecSearchError):
     """No installed model has that name."""
+
+
+class NameTakenError(SpecSearchError):
+    """The name asked for already stands for another model file."""
 
 
 class InsufficientDiskError(SpecSearchError):
@@ -43,36 +60,6 @@ def require_free_space(folder: Path, need: int, what: str) -> None:
     if free < need:
         raise InsufficientDiskError(f"{folder} has {free / 2**20:.0f} MB free; "
                                     f"{need / 2**20:.0f} MB more are needed for {what}")
-
-
-@dataclass
-class ModelEntry:
-    name: str
-    path: str
-    role: str | None
-    size_bytes: int
-    quantization: str
-    architecture: str
-    vocab_fingerprint: str
-    vocab_size: int
-    source: str  # hub:<repo>/<file> | import | link | offline-pack | rebuilt
-    sha256: str | None = None
-    n_gpu_layers: int | str = "auto"
-    n_ctx: int | None = None
-    n_threads: int | None = None
-    added: float = field(default_factory=time.time)
-
-    @property
-    def vocab_family(self) -> str:
-        return self.vocab_fingerprint[:8]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelEntry":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 @dataclass
@@ -99,6 +86,25 @@ def sha256_file(path: str | Path, on_progress: Callable[[int, int], None] | None
     return h.hexdigest()
 
 
+def _copy_hashing(src: Path, folder: Path, on_progress: Callable[[int, int], None] | None) -> tuple[Path, str]:
+    """Copy ``src`` to a fresh ``.part`` file in ``folder``; (that file, the SHA-256 of the bytes copied)."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{src.name}.", suffix=".part")
+    h = hashlib.sha256()
+    total, done = src.stat().st_size, 0
+    try:
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                out.write(chunk)
+                h.update(chunk)
+                done += len(chunk)
+                if on_progress:
+                    on_progress(done, total)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp), h.hexdigest()
+
+
 def check_pair(small: ModelEntry, large: ModelEntry) -> None:
     """Raise IncompatibleVocabError unless ``small`` can draft for ``large``."""
     if small.vocab_fingerprint != large.vocab_fingerprint:
@@ -110,32 +116,58 @@ def check_pair(small: ModelEntry, large: ModelEntry) -> None:
 
 
 class Registry:
-    def __init__(self, path: Path, data: dict[str, Any], recovered_from: Path | None = None) -> None:
+    def __init__(self, path: Path, contents: registry_file.RegistryContents | None = None,
+                 recovered_from: Path | None = None) -> None:
         self.path = path
-        self._models = {name: ModelEntry.from_dict(d) for name, d in data.get("models", {}).items()}
-        self._defaults: dict[str, str | None] = {r: data.get("defaults", {}).get(r) for r in ROLES}
         self.recovered_from = recovered_from
+        self.problems: list[str] = []  # what a recovery left out or reset, or why the file was unreadable
+        self._was_unreadable = False
+        self._use(contents or registry_file.RegistryContents())
+
+    def _use(self, contents: registry_file.RegistryContents) -> None:
+        self._models: dict[str, ModelEntry] = dict(contents.models)
+        self._defaults: dict[str, str | None] = {r: contents.defaults.get(r) for r in ROLES}
 
     # ------------------------------------------------------------ storage ---
     @classmethod
     def load(cls, path: Path | None = None) -> "Registry":
         path = path or locations.data_dir() / REGISTRY_FILE
-        if not path.exists():
-            registry = cls(path, {})
-            if any(locations.models_dir().glob("*.gguf")):
-                registry.rebuild()  # registry lost but files present: adopt them
-            return registry
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(data, dict) or not isinstance(data.get("models", {}), dict):
-                raise ValueError("not a registry object")
-            registry = cls(path, data)
-        except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
-            aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-            os.replace(path, aside)
-            registry = cls(path, {}, recovered_from=aside)
-            registry.rebuild(reason=str(exc))
+        contents = registry_file.read(path)
+        if not contents.needs_repair and (contents.exists or not store.model_files()):
+            return cls(path, contents)
+        registry = cls(path)  # to repair, or to adopt the files of a lost registry: a change, so locked
+        with registry_file.locked(path):
+            registry._reload_locked()
         return registry
+
+    @property
+    def recovery_note(self) -> str | None:
+        """One line for the user when loading had to set the file aside, else None."""
+        if self.recovered_from is None:
+            return None
+        what = "was unreadable" if self._was_unreadable else "had parts of the wrong shape"
+        return (f"the model registry {what} ({'; '.join(self.problems)}); kept it as {self.recovered_from} "
+                f"and rebuilt it from what was usable and the GGUF files in {locations.models_dir()}")
+
+    def _reload_locked(self) -> None:
+        """Read the file again (lock held); repair it and adopt stray model files when needed."""
+        contents = registry_file.read(self.path)
+        self._use(contents)
+        if contents.needs_repair:
+            self.recovered_from = registry_file.set_aside(self.path, "corrupt" if contents.unreadable else "bad")
+            self.problems = [contents.unreadable] if contents.unreadable else list(contents.problems)
+            self._was_unreadable = contents.unreadable is not None
+        if contents.needs_repair or not contents.exists:
+            if self._adopt_files() or contents.needs_repair:
+                self.save()
+
+    @contextmanager
+    def _changing(self) -> Iterator[None]:
+        """Lock, reload what is on disk now, let the caller change it, save."""
+        with registry_file.locked(self.path):
+            self._reload_locked()
+            yield
+            self.save()
 
     def save(self) -> None:
         atomic_write_json(self.path, {
@@ -144,15 +176,25 @@ class Registry:
             "defaults": self._defaults,
         })
 
-    def rebuild(self, reason: str = "") -> list[ModelEntry]:
-        """Register every readable GGUF file in the models folder."""
+    def rebuild(self) -> list[ModelEntry]:
+        """Register every readable GGUF file in the models folder that is not registered yet."""
+        with self._changing():
+            return self._adopt_files()
+
+    def _adopt_files(self) -> list[ModelEntry]:
+        known = {Path(e.path) for e in self._models.values()}
         found = []
-        for gguf in sorted(locations.models_dir().glob("*.gguf")):
+        for gguf in store.model_files():
+            if gguf.resolve() in known:
+                continue
+            # a per-repo file whose stem is taken is named after its folder (owner--repo--stem)
+            alternatives = () if gguf.parent == locations.models_dir() else (
+                f"{gguf.parent.name}--{gguf.stem}".lower(),)
             try:
-                found.append(self._register(gguf, role=self._guess_role(gguf.name), name=None, source="rebuilt"))
+                found.append(self._register(gguf, role=self._guess_role(gguf.name), name=None, source="rebuilt",
+                                            alternatives=alternatives))
             except SpecSearchError:
                 continue  # truncated or not GGUF: leave it for the user to look at
-        self.save()
         return found
 
     # ------------------------------------------------------------- access ---
@@ -169,7 +211,7 @@ class Registry:
     def defaults(self) -> dict[str, ModelEntry | None]:
         return {r: self._models.get(n) if n else None for r, n in self._defaults.items()}
 
-    # ----------------------------------------------------------- changes ---
+    # ------------------------------------------------------------- names ---
     @staticmethod
     def _guess_role(filename: str) -> str | None:
         for part in cat.OFFLINE_PACK:
@@ -180,12 +222,34 @@ class Registry:
                 return entry.role
         return None
 
+    @staticmethod
+    def _same_model(entry: ModelEntry, path: Path, source: str) -> bool:
+        """The same file, or the same Hub repo file (stored elsewhere by an older version)."""
+        return Path(entry.path) == path.resolve() or (source.startswith("hub:") and entry.source == source)
+
+    def name_for(self, path: Path, name: str | None, source: str, alternatives: tuple[str, ...] = ()) -> str:
+        """The registry name for the file at ``path``: ``name`` unless another model has it (NameTakenError);
+        without one, the file's stem, else the first free of ``alternatives``, else ``<stem>-2``, …"""
+        if name is not None:
+            other = self._models.get(name)
+            if other is not None and not self._same_model(other, path, source):
+                raise NameTakenError(f"the name {name!r} already stands for another model ({other.path}); "
+                                     "choose another name, or remove that model first")
+            return name
+        stem = path.name.removesuffix(".gguf").lower()
+        for candidate in (stem, *alternatives, *(f"{stem}-{n}" for n in range(2, 10_000))):
+            other = self._models.get(candidate)
+            if other is None or self._same_model(other, path, source):
+                return candidate
+        raise NameTakenError(f"no free name for {path}")
+
+    # ----------------------------------------------------------- changes ---
     def _register(self, path: Path, role: str | None, name: str | None, source: str,
-                  sha256: str | None = None) -> ModelEntry:
+                  sha256: str | None = None, alternatives: tuple[str, ...] = ()) -> ModelEntry:
         info = read_gguf_info(path)  # raises a clear error for missing / non-GGUF / truncated files
         if role is not None and role not in ROLES:
             raise SpecSearchError(f"unknown role {role!r}; choose from {', '.join(ROLES)}")
-        name = name or path.name.removesuffix(".gguf").lower()
+        name = self.name_for(path, name, source, alternatives)
         entry = ModelEntry(
             name=name, path=str(path.resolve()), role=role, size_bytes=info.file_size,
             quantization=info.quantization, architecture=info.architecture,
@@ -194,47 +258,72 @@ class Registry:
         for other in [n for n, e in self._models.items() if n != name and Path(e.path) == Path(entry.path)]:
             del self._models[other]  # one file, one entry
         old = self._models.get(name)
-        if old is not None:  # keep the user's load settings across re-imports
-            entry.n_gpu_layers, entry.n_ctx, entry.n_threads = old.n_gpu_layers, old.n_ctx, old.n_threads
+        if old is not None:  # the same model again: keep the user's load settings
+            entry = entry.with_settings(**old.settings)
         self._models[name] = entry
+        if old is not None and old.path != entry.path:  # a Hub file pulled again into its per-repo folder
+            self._delete_if_unused(old)
         return entry
+
+    def _delete_if_unused(self, entry: ModelEntry) -> None:
+        """Delete ``entry``'s file if the manager owns it and no entry uses it (lock held)."""
+        path = Path(entry.path)
+        # Only files the manager owns are deleted; a linked file is the user's.
+        if entry.source == "link" or not store.is_owned(path):
+            return
+        if any(Path(e.path) == path for e in self._models.values()):
+            return
+        path.unlink(missing_ok=True)
+        store.prune_empty_folders(path)
+
+    def register_file(self, path: Path, role: str | None, name: str | None, source: str,
+                      sha256: str | None = None, alternatives: tuple[str, ...] = ()) -> ModelEntry:
+        """Register a file already in its place (a download, the offline pack) under the lock."""
+        with self._changing():
+            return self._register(path, role, name, source, sha256, alternatives)
 
     def import_file(self, path: str | Path, role: str | None = None, name: str | None = None, link: bool = False,
                     source: str | None = None, sha256: str | None = None,
                     on_progress: Callable[[int, int], None] | None = None) -> ModelEntry:
-        """Validate a GGUF file and register it; copied into the models folder
-        (atomically) unless ``link``, which registers it where it is."""
+        """Validate a GGUF file and register it; copied into the models folder (``store`` says
+        where: never over a different file) unless ``link``, which registers it where it is."""
         src = Path(path).expanduser()
         read_gguf_info(src)  # validate before copying gigabytes
         role = role or self._guess_role(src.name)
-        if link:
-            target = src
-        else:
-            target = locations.models_dir() / src.name
-            if target.resolve() != src.resolve():
-                require_free_space(target.parent, src.stat().st_size, f"a copy of {src.name}")
-                part = target.with_name(target.name + ".part")
-                try:
-                    shutil.copyfile(src, part)
-                    os.replace(part, target)
-                finally:
-                    part.unlink(missing_ok=True)
-        digest = sha256 or sha256_file(target, on_progress)
-        entry = self._register(target, role, name, source or ("link" if link else "import"), digest)
-        self.save()
-        return entry
+        source = source or ("link" if link else "import")
+        if link or store.is_owned(src):
+            digest = sha256 or sha256_file(src, on_progress)
+            return self.register_file(src, role, name, source, digest)
+        models = locations.models_dir()
+        require_free_space(models, src.stat().st_size, f"a copy of {src.name}")
+        part, digest = _copy_hashing(src, models, on_progress)  # outside the lock: it can take minutes
+        try:
+            with self._changing():
+                target = store.import_path(src.name, digest, lambda existing: self._holds(existing, digest))
+                name = self.name_for(target, name, source)  # refuse before moving anything into place
+                os.replace(part, target)
+                return self._register(target, role, name, source, digest)
+        finally:
+            part.unlink(missing_ok=True)
+
+    def _holds(self, path: Path, digest: str) -> bool:
+        """Whether the file at ``path`` has SHA-256 ``digest`` (the registry's record first, else hashed)."""
+        known = next((e for e in self._models.values() if Path(e.path) == path.resolve() and e.sha256), None)
+        if known is not None and known.size_bytes == path.stat().st_size:
+            return known.sha256 == digest
+        return sha256_file(path) == digest
 
     def remove(self, name: str, delete_file: bool = True) -> ModelEntry:
-        entry = self.get(name)
-        del self._models[name]
-        for role, default in self._defaults.items():
-            if default == name:
-                self._defaults[role] = None
-        self.save()
-        path = Path(entry.path)
-        # Only files the manager owns are deleted; a linked file is the user's.
-        if delete_file and entry.source != "link" and path.parent.resolve() == locations.models_dir().resolve():
-            path.unlink(missing_ok=True)
+        with registry_file.locked(self.path):
+            self._reload_locked()
+            entry = self.get(name)
+            del self._models[name]
+            for role, default in self._defaults.items():
+                if default == name:
+                    self._defaults[role] = None
+            self.save()
+            if delete_file:
+                self._delete_if_unused(entry)
         return entry
 
     def verify(self, name: str) -> VerifyResult:
@@ -259,31 +348,35 @@ class Registry:
     def set_default(self, role: str, name: str | None) -> None:
         if role not in ROLES:
             raise SpecSearchError(f"unknown role {role!r}; choose from {', '.join(ROLES)}")
-        if name is not None:
-            entry = self.get(name)
-            other = {"small": "large", "large": "small"}.get(role)
-            partner = self._models.get(self._defaults.get(other) or "") if other else None
-            if partner is not None:
-                small, large = (entry, partner) if role == "small" else (partner, entry)
-                check_pair(small, large)
-        self._defaults[role] = name
-        self.save()
+        with self._changing():
+            if name is not None:
+                entry = self.get(name)
+                other = {"small": "large", "large": "small"}.get(role)
+                partner = self._models.get(self._defaults.get(other) or "") if other else None
+                if partner is not None:
+                    small, large = (entry, partner) if role == "small" else (partner, entry)
+                    check_pair(small, large)
+            self._defaults[role] = name
 
     def update_settings(self, name: str, *, n_gpu_layers: int | str | None = None, n_ctx: int | None = None,
                         n_threads: int | None = None) -> ModelEntry:
-        entry = self.get(name)
+        """Change a model's load settings (None: leave as is; n_ctx or n_threads 0: automatic)."""
+        given: dict[str, Any] = {}
         if n_gpu_layers is not None:
-            if n_gpu_layers != "auto" and not (isinstance(n_gpu_layers, int) and n_gpu_layers >= 0):
-                raise SpecSearchError("n_gpu_layers must be 'auto' or a whole number >= 0")
-            entry.n_gpu_layers = n_gpu_layers
+            given["n_gpu_layers"] = n_gpu_layers
         if n_ctx is not None:
-            entry.n_ctx = n_ctx or None
+            given["n_ctx"] = None if _is_zero(n_ctx) else n_ctx
         if n_threads is not None:
-            entry.n_threads = n_threads or None
-        self.save()
+            given["n_threads"] = None if _is_zero(n_threads) else n_threads
+        with self._changing():
+            entry = self._models[name] = self.get(name).with_settings(**given)
         return entry
 
     def compatible_drafts(self, large_name: str) -> list[ModelEntry]:
         large = self.get(large_name)
         return [e for e in self.entries()
                 if e.name != large.name and e.vocab_fingerprint == large.vocab_fingerprint and e.size_bytes < large.size_bytes]
+
+
+def _is_zero(value: Any) -> bool:
+    return type(value) is int and value == 0

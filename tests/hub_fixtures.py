@@ -1,5 +1,7 @@
 """A local stand-in for the Hugging Face Hub (model and dataset files), for
-download tests: ``FakeHub`` and the ``hub`` fixture (HF_ENDPOINT points at it)."""
+download tests: ``FakeHub`` and the ``hub`` fixture (HF_ENDPOINT points at it);
+``cdn``, a second server on another port that ``hub.redirect_to`` can send
+downloads to, the way the Hub sends LFS files to its CDN."""
 
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ class FakeHub:
         self.files: dict[str, bytes] = {}
         self.etags: dict[str, str] = {}
         self.requests: list[tuple[str, str, str | None]] = []
+        self.headers_seen: list[tuple[str, str, dict[str, str]]] = []  # (method, path, request headers)
         self.break_next_get = False  # send half the body, then fail the connection
+        self.redirect_to: FakeHub | None = None  # answer file requests with a 302 to that server
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -49,9 +53,25 @@ class FakeHub:
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 self.end_headers()
 
+            def _redirected(self, key: str | None) -> bool:
+                """Like the Hub for an LFS file: a 302 elsewhere that carries the file's metadata."""
+                if hub.redirect_to is None or key not in hub.files:
+                    return False
+                self.send_response(302)
+                self.send_header("Location", hub.redirect_to.url + self.path)
+                self.send_header("X-Repo-Commit", COMMIT)
+                self.send_header("X-Linked-Etag", f'"{hub.etags[key]}"')
+                self.send_header("X-Linked-Size", str(len(hub.files[key])))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return True
+
             def do_HEAD(self) -> None:
                 key = self._lookup()
                 hub.requests.append(("HEAD", self.path, None))
+                hub.headers_seen.append(("HEAD", self.path, dict(self.headers)))
+                if self._redirected(key):
+                    return
                 if key not in hub.files:
                     self.send_error(404)
                     return
@@ -61,6 +81,9 @@ class FakeHub:
                 key = self._lookup()
                 rng = self.headers.get("Range")
                 hub.requests.append(("GET", self.path, rng))
+                hub.headers_seen.append(("GET", self.path, dict(self.headers)))
+                if self._redirected(key):
+                    return
                 if key not in hub.files:
                     self.send_error(404)
                     return
@@ -99,6 +122,16 @@ class FakeHub:
         key = ("" if repo_type == "model" else f"{repo_type}s/") + f"{repo}/{filename}"
         self.files[key] = data
         self.etags[key] = etag or hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def cdn():
+    """A second stand-in server (another origin) that records the headers it is sent."""
+    server = FakeHub()
+    server.thread.start()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
 
 
 @pytest.fixture
