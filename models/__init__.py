@@ -1,4 +1,10 @@
-"""specsearch.models: catalog, Hub downloads, offline pack, the local registry (no UI)."""
+"""specsearch.models: catalog, Hub downloads, offline pack, the local registry (no UI).
+
+Where files go: ``store`` (per-repo Hub folders, imports that never overwrite);
+the registry file, its lock and its shape checks: ``registry_file``; one model's
+record and the range checks of its load settings: ``entry``; partial downloads
+and ``models clean``: ``partials``.
+"""
 
 from .recommended import CatalogEntry, catalog
 from .download import ChecksumMismatchError, DownloadCancelled, DownloadError, pull

@@ -89,9 +89,14 @@ class ModelEntry:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @staticmethod
+    def check_settings(**settings: Any) -> dict[str, Any]:
+        """The given load settings, each checked (SpecSearchError, one line, if out of range)."""
+        return {k: SETTINGS_CHECKS[k](v) for k, v in settings.items()}
+
     def with_settings(self, **settings: Any) -> "ModelEntry":
-        """A copy with the given load settings, each checked (SpecSearchError, one line, if out of range)."""
-        return replace(self, **{k: SETTINGS_CHECKS[k](v) for k, v in settings.items()})
+        """A copy with the given load settings, checked."""
+        return replace(self, **self.check_settings(**settings))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelEntry":

@@ -201,6 +201,12 @@ class Registry:
     def entries(self) -> list[ModelEntry]:
         return sorted(self._models.values(), key=lambda e: (ROLES.index(e.role) if e.role in ROLES else 9, e.name))
 
+    def _require_known(self, name: str) -> None:
+        """ModelNotRegisteredError, before any lock is taken, for a name neither this object nor the
+        file knows: a mistyped name changes nothing in the data folder (not even a lock file)."""
+        if name not in self._models and name not in registry_file.read(self.path).models:
+            self.get(name)
+
     def get(self, name: str) -> ModelEntry:
         try:
             return self._models[name]
@@ -314,6 +320,7 @@ class Registry:
         return sha256_file(path) == digest
 
     def remove(self, name: str, delete_file: bool = True) -> ModelEntry:
+        self._require_known(name)
         with registry_file.locked(self.path):
             self._reload_locked()
             entry = self.get(name)
@@ -348,6 +355,8 @@ class Registry:
     def set_default(self, role: str, name: str | None) -> None:
         if role not in ROLES:
             raise SpecSearchError(f"unknown role {role!r}; choose from {', '.join(ROLES)}")
+        if name is not None:
+            self._require_known(name)
         with self._changing():
             if name is not None:
                 entry = self.get(name)
@@ -368,8 +377,10 @@ class Registry:
             given["n_ctx"] = None if _is_zero(n_ctx) else n_ctx
         if n_threads is not None:
             given["n_threads"] = None if _is_zero(n_threads) else n_threads
+        checked = ModelEntry.check_settings(**given)  # before the lock: a bad value changes no file
+        self._require_known(name)
         with self._changing():
-            entry = self._models[name] = self.get(name).with_settings(**given)
+            entry = self._models[name] = self.get(name).with_settings(**checked)
         return entry
 
     def compatible_drafts(self, large_name: str) -> list[ModelEntry]:

@@ -31,6 +31,10 @@ def rewrite(reg: Registry, change) -> dict:
     return data
 
 
+def data_dir_state() -> dict[Path, tuple[int, int]]:
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in locations.data_dir().rglob("*") if p.is_file()}
+
+
 def aside_files(reg: Registry) -> list[Path]:
     return sorted(reg.path.parent.glob("registry.json.bad-*"))
 
@@ -100,12 +104,12 @@ class TestSettingsRanges:
         {"n_gpu_layers": -1}, {"n_gpu_layers": "abc"}, {"n_gpu_layers": 1.5}, {"n_gpu_layers": INT32_MAX + 1},
     ])
     def test_bad_values_are_refused_and_nothing_changes(self, two, settings):
-        before = two.path.read_bytes()
+        before = data_dir_state()
         with pytest.raises(SpecSearchError) as caught:
             two.update_settings("big", **settings)
         message = str(caught.value)
         assert len(message.splitlines()) == 1 and next(iter(settings)) in message
-        assert two.path.read_bytes() == before
+        assert data_dir_state() == before  # not even the lock file is touched
 
     def test_good_values_and_automatic(self, two):
         assert two.update_settings("big", n_gpu_layers="12", n_ctx=0, n_threads=0).settings == \
@@ -122,8 +126,18 @@ class TestSettingsRanges:
     def test_cli_says_one_line_and_exits_2(self, two, capsys, argv, word):
         from specsearch.cli.main import main
 
-        before = two.path.read_bytes()
+        before = data_dir_state()
         assert main(["models", "settings", "big", *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("specsearch: error: ") and word in err and len(err.splitlines()) == 1
-        assert two.path.read_bytes() == before
+        assert data_dir_state() == before
+
+    @pytest.mark.parametrize("argv", [["rm", "nope"], ["set-default", "--small", "nope"],
+                                      ["settings", "nope", "--n-ctx", "5"]])
+    def test_a_mistyped_name_changes_nothing(self, two, capsys, argv):
+        from specsearch.cli.main import main
+
+        before = data_dir_state()
+        assert main(["models", *argv]) == 2
+        assert "no installed model named 'nope'" in capsys.readouterr().err
+        assert data_dir_state() == before
