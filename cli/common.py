@@ -1,4 +1,5 @@
-"""Options and helpers shared by several subcommands."""
+"""Options and helpers shared by several subcommands: the load flags, the checks of a
+command's own numbers (core.options.Bounds) and of --head, printing."""
 
 from __future__ import annotations
 

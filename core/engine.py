@@ -57,6 +57,8 @@ MAX_DEFAULT_CTX = 8192
 
 @dataclass(frozen=True)
 class LoadOptions:
+    """How a model loads; every number is checked when made (LOAD_BOUNDS), so none reaches llama.cpp wrapped."""
+
     n_ctx: int | None = None
     """Context (KV cache) size in tokens, shared by all sequences; None: automatic."""
     n_gpu_layers: int | None = None
