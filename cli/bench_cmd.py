@@ -14,7 +14,7 @@ from specsearch.core.bench_variants import expand_sweep, parse_variant
 from specsearch.core.datasets import load_dataset
 from specsearch.core.methods import method_names
 
-from .common import print_json
+from .common import load_options, print_json
 from .search_args import add_model_args, add_search_args, make_solver, search_config
 
 
@@ -76,9 +76,9 @@ def sweep_list(text: str) -> list[str]:
 
 def run_search(args: argparse.Namespace) -> int:
     methods = list(dict.fromkeys(args.methods + args.sweep))
+    configs = {m: (v := parse_variant(m)).apply(search_config(args, v.method)) for m in methods}
     problems = load_dataset(args.dataset, args.n)
     solver = make_solver(args)
-    configs = {m: (v := parse_variant(m)).apply(search_config(args, v.method)) for m in methods}
     bar = tqdm(total=len(problems) * len(methods), unit="run", file=sys.stderr, dynamic_ncols=True)
     correct: dict[str, int] = {m: 0 for m in methods}
     seen: dict[str, int] = {m: 0 for m in methods}
@@ -104,12 +104,12 @@ def run_search(args: argparse.Namespace) -> int:
 
 def run_engine(args: argparse.Namespace) -> int:
     from specsearch.core.bench_engine import format_engine_table, run_engine_bench
-    from specsearch.core.engine import Engine, LoadOptions
+    from specsearch.core.engine import Engine
     from specsearch.core.errors import SpecSearchError
 
     if not (args.small and args.large):
         raise SpecSearchError("bench engine needs --small and --large")
-    options = LoadOptions(n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers, n_threads=args.threads)
+    options = load_options(args)
     problems = load_dataset(args.prompts or "gsm8k", 20)
     log = (lambda s: print(s, file=sys.stderr)) if args.json else print
     with Engine(args.small, options) as small, Engine(args.large, options) as large:

@@ -1,13 +1,18 @@
-"""Options and helpers shared by several subcommands."""
+"""Options and helpers shared by several subcommands: the load flags, the checks of a
+command's own numbers (core.options.Bounds) and of --head, printing."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from specsearch.core.engine import LoadOptions
+from specsearch.core.errors import SpecSearchError
+from specsearch.core.options import Bounds
 
 
 def add_load_args(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +25,34 @@ def add_load_args(parser: argparse.ArgumentParser) -> None:
 
 
 def load_options(args: argparse.Namespace) -> LoadOptions:
+    """The load flags as LoadOptions, whose checks refuse a bad number before any model loads."""
     return LoadOptions(n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers, n_threads=args.threads)
+
+
+def check_flags(args: argparse.Namespace, bounds: Mapping[str, Bounds]) -> None:
+    """Check a command's own numbers (``dest`` -> Bounds); the error names the flag."""
+    for name, bound in bounds.items():
+        bound.check("--" + name.replace("_", "-"), getattr(args, name))
+
+
+def check_head(args: argparse.Namespace) -> None:
+    """--head FILE: only with a kind that reads a head, and only a file that exists."""
+    if args.head is None:
+        return
+    if args.prm_kind not in ("head", "auto"):
+        raise SpecSearchError(f"--head FILE is for --prm-kind head (or auto), not --prm-kind {args.prm_kind}")
+    if not Path(args.head).expanduser().is_file():
+        raise SpecSearchError(f"head file {args.head} does not exist")
+
+
+def auto_or_int(text: str) -> int | str:
+    """An argparse type: "auto" or a whole number (the range is checked by whoever stores it)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a whole number, not {text!r}") from None
 
 
 def print_json(data: Any) -> None:

@@ -1,15 +1,23 @@
-"""``specsearch generate``: plain, batched or speculative generation."""
+"""``specsearch generate``: plain, batched or speculative generation.
+
+Every number is checked (SamplingParams, LoadOptions, the counts here) before
+a model loads.  ``--stop`` takes text as written, with backslash escapes
+(``\\n``, ``\\t``, ``\\u2192``) decoded and every other character kept.
+"""
 
 from __future__ import annotations
 
 import argparse
+import codecs
+import re
 import sys
 
 from specsearch.core.engine import Engine
+from specsearch.core.options import Bounds
 from specsearch.core.sampling import SamplingParams
 from specsearch.core.speculative import SpeculativeDecoder
 
-from .common import add_load_args, load_options, print_json
+from .common import add_load_args, check_flags, load_options, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-p", type=float, default=0.0, metavar="P", help="default 0")
     p.add_argument("--seed", type=int, default=0, help="continuation i uses seed+i (default 0)")
     p.add_argument("--n", type=int, default=1, metavar="N", help="number of continuations (default 1)")
-    p.add_argument("--stop", action="append", default=[], metavar="STR",
+    p.add_argument("--stop", action="append", default=[], metavar="STR", type=stop_string,
                    help="stop a continuation at this string (repeatable; \\n escapes allowed)")
     p.add_argument("--draft-k", type=int, default=4, metavar="K", help="initial draft length (adapted; default 4)")
     p.add_argument("--fixed-k", action="store_true", help="do not adapt the draft length")
@@ -41,13 +49,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+# A Python-style backslash escape; anything else in a stop string is literal text.
+_ESCAPE = re.compile(r"""\\(?:[\\'"abfnrtv]|[0-7]{1,3}|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|N\{[^}]*\})""")
+
+
+def stop_string(text: str) -> str:
+    """--stop: ``text`` with its backslash escapes decoded.  Only the escapes go through
+    the unicode_escape codec: decoding the whole string there would read its UTF-8
+    bytes as Latin-1 and turn "→" into three other characters."""
+    try:
+        return _ESCAPE.sub(lambda m: codecs.decode(m.group(0), "unicode_escape"), text)
+    except UnicodeDecodeError as exc:  # \N{NO SUCH NAME}
+        raise argparse.ArgumentTypeError(f"bad escape in {text!r}: {exc.reason}") from None
+
+
+# The counts of this command (the sampling and load numbers have their own checks).
+GENERATE_BOUNDS = {
+    "n": Bounds(1, kind=int),
+    "max_tokens": Bounds(1, kind=int),
+    "draft_k": Bounds(1, 256, kind=int),  # the draft-length policy weighs every length up to it
+}
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.n < 1 or args.max_tokens < 1:
-        print("specsearch: error: --n and --max-tokens must be at least 1", file=sys.stderr)
-        return 2
-    prompt_text = sys.stdin.read() if args.prompt == "-" else args.prompt
-    stops = [s.encode("utf-8").decode("unicode_escape") for s in args.stop]
+    check_flags(args, GENERATE_BOUNDS)
+    sampling = SamplingParams(args.temperature, args.top_k, args.top_p, args.min_p)
     options = load_options(args)
+    prompt_text = sys.stdin.read() if args.prompt == "-" else args.prompt
     target = Engine(args.model, options)
     if args.chat:
         messages = ([{"role": "system", "content": args.system}] if args.system else [])
@@ -55,9 +83,8 @@ def run(args: argparse.Namespace) -> int:
         prompt = target.chat_tokens(messages)
     else:
         prompt = target.tokenize(prompt_text)
-    sampling = SamplingParams(args.temperature, args.top_k, args.top_p, args.min_p)
     seeds = [args.seed + i for i in range(args.n)]
-    kwargs = dict(max_tokens=args.max_tokens, sampling=sampling, seeds=seeds, stop=stops)
+    kwargs = dict(max_tokens=args.max_tokens, sampling=sampling, seeds=seeds, stop=args.stop)
     if args.draft:
         draft = Engine(args.draft, options)
         decoder = SpeculativeDecoder(target, draft, k=args.draft_k, adaptive=not args.fixed_k)

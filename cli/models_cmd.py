@@ -16,7 +16,7 @@ from specsearch.models import recommended as catalog_mod
 from specsearch.models.registry import ROLES
 from specsearch.models.sizes import human_bytes
 
-from .common import print_json
+from .common import auto_or_int, print_json
 
 
 class ProgressBar:
@@ -105,7 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     c = s.add_parser("settings", help="per-model load settings: GPU layers, context, threads")
     c.add_argument("name")
-    c.add_argument("--n-gpu-layers", help="'auto' or a number")
+    c.add_argument("--n-gpu-layers", type=auto_or_int, help="'auto' or a number")
     c.add_argument("--n-ctx", type=int, help="context tokens (0: automatic)")
     c.add_argument("--threads", type=int, help="CPU threads (0: all cores)")
     c.set_defaults(func=cmd_settings)
@@ -213,7 +213,7 @@ def cmd_set_default(args: argparse.Namespace) -> int:
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
-    # the registry reads and range-checks the text ('auto' or a number): one line on error
+    # argparse reads 'auto' or a whole number; the registry range-checks it (one line on error)
     e = _registry().update_settings(args.name, n_gpu_layers=args.n_gpu_layers, n_ctx=args.n_ctx,
                                     n_threads=args.threads)
     print(f"{e.name}: n_gpu_layers={e.n_gpu_layers} n_ctx={e.n_ctx or 'auto'} threads={e.n_threads or 'all'}")

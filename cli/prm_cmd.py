@@ -12,7 +12,9 @@ from tqdm import tqdm  # already a dependency of huggingface-hub
 
 from specsearch.core.api import Solver
 from specsearch.core.atomic import atomic_write_bytes
+from specsearch.core.engine import LOAD_BOUNDS
 from specsearch.core.errors import SpecSearchError
+from specsearch.core.options import Bounds
 from specsearch.core.processbench import (
     HUB_SPLITS,
     PACKAGED,
@@ -25,7 +27,7 @@ from specsearch.core.processbench import (
 from specsearch.core.prm import DEFAULT_PRM_KIND, PRM_KINDS, RewardModel, prm_kind_names
 from specsearch.models.resolve import LoadOverrides, resolve_models
 
-from .common import print_json
+from .common import check_flags, check_head, print_json
 from .prm_convert_cmd import register_convert
 from .prm_train_cmd import register_train
 
@@ -123,11 +125,14 @@ def _progress_bars() -> tuple[Callable[[str, int, int], None], dict[str, tqdm]]:
     return on_progress, bars
 
 
+_COUNT = Bounds(1, kind=int, optional=True)
+EVAL_BOUNDS = {"n": _COUNT, "calibrate_n": _COUNT, "threads": LOAD_BOUNDS["n_threads"], "n_ctx": LOAD_BOUNDS["n_ctx"]}
+"""prm eval's numbers, checked before any data or model is read (None: the default)."""
+
+
 def run_eval(args: argparse.Namespace) -> int:
-    for flag in ("n", "calibrate_n", "threads", "n_ctx"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise SpecSearchError(f"--{flag.replace('_', '-')} must be at least 1 (got {value})")
+    check_flags(args, EVAL_BOUNDS)
+    check_head(args)
     data = load_process_set(args.data)
     items = balanced_sample(data.items, args.n)
     calibration_set = load_process_set(args.calibrate or DEFAULT_CALIBRATION)

@@ -10,11 +10,12 @@ from tqdm import tqdm
 
 from specsearch.core.engine import Engine, LoadOptions
 from specsearch.core.errors import SpecSearchError
+from specsearch.core.options import Bounds
 from specsearch.core.prm_head import FEATURES, SEARCH_SAFE_FEATURES
 from specsearch.core.prm_train import FitConfig, extract_features, train_head
 from specsearch.core.processbench import load_process_set
 
-from .common import print_json
+from .common import check_flags, print_json
 
 
 def register_train(commands: argparse._SubParsersAction) -> None:
@@ -43,7 +44,17 @@ def register_train(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_train)
 
 
+# The fit's numbers, checked before the (slow) feature extraction starts.
+TRAIN_BOUNDS = {
+    "l2": Bounds(0.0),
+    "hidden": Bounds(1, 1 << 16, kind=int),
+    "seed": Bounds(0, 2**32 - 1, kind=int),  # numpy's seeds are unsigned
+}
+
+
 def run_train(args: argparse.Namespace) -> int:
+    check_flags(args, TRAIN_BOUNDS)
+    options = LoadOptions(n_threads=args.threads)
     features = [f.strip() for f in args.features.split(",") if f.strip()]
     unknown = [f for f in features if f not in FEATURES]
     if unknown or not features:
@@ -53,7 +64,7 @@ def run_train(args: argparse.Namespace) -> int:
     items = [it for spec in args.data for it in load_process_set(spec).items]
     if len(items) < 4 or len({it.label >= 0 for it in items}) < 2:
         raise SpecSearchError("training needs at least 4 items, some with an error and some without")
-    engine = Engine(args.backbone, LoadOptions(n_threads=args.threads))
+    engine = Engine(args.backbone, options)
     with engine, tqdm(total=len(items), desc="features", unit="item", file=sys.stderr, dynamic_ncols=True) as bar:
         feats = extract_features(engine, items, features, on_progress=lambda done, total: bar.update(done - bar.n))
         config = FitConfig(model=args.model, hidden=args.hidden, l2=args.l2, seed=args.seed)

@@ -15,6 +15,8 @@ from specsearch.core.prm import DEFAULT_PRM_KIND, PRM_KINDS, prm_kind_names
 from specsearch.core.options import argparse_options
 from specsearch.models.resolve import LoadOverrides, resolve_models
 
+from .common import check_head, load_options
+
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("models (default: the model manager's defaults, see `specsearch models list`)")
@@ -59,10 +61,8 @@ def search_config(args: argparse.Namespace, method: str | None = None) -> Search
 
 
 def make_solver(args: argparse.Namespace) -> Solver:
-    if args.head is not None and args.prm_kind not in ("head", "auto"):
-        raise SpecSearchError(f"--head FILE is for --prm-kind head (or auto), not --prm-kind {args.prm_kind}")
-    if args.head is not None and not Path(args.head).expanduser().is_file():
-        raise SpecSearchError(f"head file {args.head} does not exist")
+    check_head(args)
+    load_options(args)  # a bad number is refused here, before any file is read
     choices = {role: getattr(args, role) for role in ("small", "large", "prm")}
     given = LoadOverrides(args.n_gpu_layers, args.n_ctx, args.threads)
     resolved = resolve_models(choices, {role: given for role in choices})

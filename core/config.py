@@ -4,6 +4,7 @@ Each field's type, default and docstring are what the CLI's ``solve``/``bench``
 flags and the app's settings show (:func:`search_options`), so a new option is
 one field here.  Every field is read by the search, and a search's record
 saves them all (``to_dict``): only options that really shaped the run belong here.
+Each number field's range is in ``SEARCH_BOUNDS`` (checked when a config is made).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .methods import METHODS, method_names
-from .options import Option, describe_fields
+from .options import Bounds, Option, check_bounds, describe_fields
+from .sampling import SAMPLING_BOUNDS
 
 
 @dataclass
@@ -72,14 +74,7 @@ class SearchConfig:
         for name, choices in _LITERAL_CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
-        for name in ("beam_width", "children", "max_depth", "max_step_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        for name in ("theta", "threshold_quantile"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1]")
-        if self.temperature < 0:
-            raise ValueError("temperature must not be negative")
+        check_bounds(self, SEARCH_BOUNDS)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -90,6 +85,22 @@ class SearchConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
+
+_AT_LEAST_ONE = Bounds(1, kind=int)
+SEARCH_BOUNDS = {
+    "beam_width": _AT_LEAST_ONE,
+    "children": _AT_LEAST_ONE,
+    "max_depth": _AT_LEAST_ONE,
+    "max_step_tokens": _AT_LEAST_ONE,
+    **SAMPLING_BOUNDS,
+    "seed": Bounds(kind=int),
+    "theta": Bounds(0.0, 1.0),
+    "threshold_quantile": Bounds(0.0, 1.0),
+    # +inf rejects every draft and -inf accepts every one: both mean something for β
+    "fixed_beta": Bounds(infinite=True),
+    "threshold_margin": Bounds(),
+}
+"""The values each number field of SearchConfig takes."""
 
 _LITERAL_CHOICES = {o.name: o.choices for o in describe_fields(SearchConfig) if o.choices is not None}
 

@@ -46,6 +46,7 @@ from .generation import (
 )
 from .gguf_info import GGUFInfo, read_gguf_info
 from .kv_slots import KVLease, KVSlots, common_prefix_len
+from .options import Bounds, check_bounds
 from .sampling import log_softmax_at, logsumexp_rows
 
 # Default context: the model's trained context, capped so the KV cache of one
@@ -56,6 +57,8 @@ MAX_DEFAULT_CTX = 8192
 
 @dataclass(frozen=True)
 class LoadOptions:
+    """How a model loads; every number is checked when made (LOAD_BOUNDS), so none reaches llama.cpp wrapped."""
+
     n_ctx: int | None = None
     """Context (KV cache) size in tokens, shared by all sequences; None: automatic."""
     n_gpu_layers: int | None = None
@@ -70,6 +73,20 @@ class LoadOptions:
     """f32 KV cache and no flash attention: twice the KV memory, but logits no
     longer depend on how a sequence was split into batches (tests that compare
     token for token use it; the default is the faster f16 cache)."""
+
+    def __post_init__(self) -> None:
+        check_bounds(self, LOAD_BOUNDS)
+
+
+_INT32_MAX = 2**31 - 1  # llama.cpp's parameters are 32-bit: a larger (or negative) n_ctx would wrap
+LOAD_BOUNDS = {
+    "n_ctx": Bounds(1, _INT32_MAX, kind=int, optional=True),
+    "n_gpu_layers": Bounds(-1, _INT32_MAX, kind=int, optional=True),  # -1: all, as in llama.cpp
+    "n_threads": Bounds(1, 512, kind=int, optional=True),  # ggml's GGML_MAX_N_THREADS
+    "n_seq_max": Bounds(1, _INT32_MAX, kind=int),
+    "n_batch": Bounds(1, _INT32_MAX, kind=int),
+}
+"""The values each LoadOptions field takes (None: automatic)."""
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,10 @@ surface (the CLI's flags, the app's settings form, its command line and
 environment variables) shows the same text.  core.config describes
 SearchConfig this way; the app describes its model settings with it too.
 :func:`argparse_options` turns an Option into a command-line flag, for the
-``specsearch`` CLI and ``specsearch-tui`` alike.
+``specsearch`` CLI and ``specsearch-tui`` alike.  :class:`Bounds` says which
+numbers a field takes; the dataclasses check their fields with it (SearchConfig,
+the engine's LoadOptions and SamplingParams), so a value is refused once, where
+it is defined, whichever surface gave it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import math
+import numbers
 import types
 import typing
 from collections.abc import Mapping
@@ -41,6 +46,53 @@ class Option:
     @property
     def flags(self) -> tuple[str, ...]:
         return tuple("--" + n.replace("_", "-") for n in (self.name, *self.aliases))
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The numbers a field takes: ``low <= value <= high``, never NaN, and an
+    infinity only when ``infinite`` (an infinite β has a meaning, an infinite
+    temperature has none).  ``kind`` int also refuses fractions; None passes
+    only when ``optional`` (unset: automatic)."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    kind: type = float
+    infinite: bool = False
+    optional: bool = False
+
+    def check(self, name: str, value: Any) -> None:
+        """Raise ValueError (one line, naming ``name``) unless ``value`` is one of these numbers."""
+        if value is None and self.optional:
+            return
+        wanted = numbers.Integral if self.kind is int else numbers.Real
+        if isinstance(value, bool) or not isinstance(value, wanted):
+            raise ValueError(f"{name} must be {'a whole number' if self.kind is int else 'a number'}, "
+                             f"not {value!r}")
+        if math.isnan(value):
+            raise ValueError(f"{name} must be a number, not NaN")
+        if math.isinf(value) and not self.infinite:
+            raise ValueError(f"{name} must be finite, not {value}")
+        if not self.low <= value <= self.high:
+            raise ValueError(f"{name} must be {self.describe()}, not {value}")
+
+    def describe(self) -> str:
+        """"at least 1", "in [0, 1]", ...: the range in words."""
+        def num(x: float) -> str:
+            return str(int(x)) if float(x).is_integer() else str(x)
+        if math.isinf(self.low) and math.isinf(self.high):
+            return "a finite number" if not self.infinite else "a number"
+        if math.isinf(self.high):
+            return f"at least {num(self.low)}"
+        if math.isinf(self.low):
+            return f"at most {num(self.high)}"
+        return f"in [{num(self.low)}, {num(self.high)}]"
+
+
+def check_bounds(obj: Any, bounds: Mapping[str, Bounds]) -> None:
+    """Check each named field of ``obj`` against its Bounds."""
+    for name, bound in bounds.items():
+        bound.check(name, getattr(obj, name))
 
 
 def argparse_options(option: Option, help_suffix: str = "") -> dict[str, Any]:

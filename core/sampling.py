@@ -14,6 +14,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .options import Bounds, check_bounds
+
+SAMPLING_BOUNDS = {
+    "temperature": Bounds(0.0),
+    "top_k": Bounds(0, kind=int),
+    "top_p": Bounds(0.0, 1.0),
+    "min_p": Bounds(0.0, 1.0),
+}
+"""The values each sampling setting takes (SearchConfig's fields of the same names share them)."""
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -21,6 +31,9 @@ class SamplingParams:
     top_k: int = 40
     top_p: float = 0.95
     min_p: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_bounds(self, SAMPLING_BOUNDS)
 
     @property
     def greedy(self) -> bool:

@@ -186,3 +186,81 @@ class TestSavedConfigIsWhatRan:
         assert "spec_tokens" not in result.config
         assert set(result.config) - {"prm"} == set(SEARCH_FIELDS)
         assert SearchConfig.from_dict({**SearchConfig().to_dict(), "spec_tokens": 4}) == SearchConfig()
+
+
+# ------------------------------------------------------- every number checked ---
+INF, NAN = float("inf"), float("nan")
+# field: (values at the edges that must pass, values that must be refused)
+SEARCH_EDGES = {
+    "beam_width": ([1, 64], [0, -1, 2.0, "2", None, True]),
+    "children": ([1], [0, -3]),
+    "max_depth": ([1], [0]),
+    "max_step_tokens": ([1], [0]),
+    "temperature": ([0.0, 0, 1e6], [-1e-9, NAN, INF, "0.7"]),
+    "top_k": ([0, 10**9], [-1, 1.5, NAN]),
+    "top_p": ([0.0, 1.0], [-0.01, 1.01, NAN, INF]),
+    "min_p": ([0.0, 1.0], [-0.01, 1.01, NAN]),
+    "seed": ([0, -5, 2**64], [1.5, NAN]),
+    "theta": ([0.0, 1.0], [-0.1, 1.1, NAN, INF]),
+    "threshold_quantile": ([0.0, 1.0], [2.0, -0.1, NAN, -INF]),
+    "fixed_beta": ([INF, -INF, 0.0, -3.0, 7.0], [NAN, "0.5"]),
+    "threshold_margin": ([-1.0, 0.0, 1.0], [INF, -INF, NAN]),
+}
+
+
+class TestEveryNumberIsChecked:
+    def test_every_number_field_of_searchconfig_has_bounds_and_edges(self):
+        from specsearch.core.config import SEARCH_BOUNDS
+
+        numbers = {o.name for o in search_options() if o.kind in (int, float)}
+        assert set(SEARCH_BOUNDS) == numbers == set(SEARCH_EDGES)
+
+    @pytest.mark.parametrize("name", sorted(SEARCH_EDGES))
+    def test_searchconfig_edges(self, name):
+        good, bad = SEARCH_EDGES[name]
+        for value in good:
+            assert getattr(SearchConfig(**{name: value}), name) == value
+        for value in bad:
+            with pytest.raises(ValueError, match=name) as caught:
+                SearchConfig(**{name: value})
+            assert "\n" not in str(caught.value)
+
+    def test_replace_and_from_dict_check_too(self):
+        with pytest.raises(ValueError, match="temperature must be a number, not NaN"):
+            dataclasses.replace(SearchConfig(), temperature=NAN)
+        with pytest.raises(ValueError, match=r"threshold_quantile must be in \[0, 1\], not 2"):
+            SearchConfig.from_dict({"threshold_quantile": 2})
+
+    def test_sampling_params(self):
+        from specsearch.core.sampling import SamplingParams
+
+        assert SamplingParams(0.0, 0, 0.0, 1.0).greedy
+        for bad in ({"temperature": NAN}, {"temperature": INF}, {"top_p": 1.5}, {"min_p": -0.5}, {"top_k": -1}):
+            with pytest.raises(ValueError, match=next(iter(bad))):
+                SamplingParams(**bad)
+
+    @pytest.mark.parametrize("name,good,bad", [
+        ("n_ctx", [None, 1, 2**31 - 1], [0, -5, 2**31, 2**32 - 5, 512.0, True]),
+        ("n_gpu_layers", [None, -1, 0, 999], [-2, -99, 2**31, "auto"]),
+        ("n_threads", [None, 1, 512], [0, -1, 513, 10**6]),
+        ("n_seq_max", [1, 64], [0, None]),
+        ("n_batch", [1, 512], [0, -512]),
+    ])
+    def test_load_options_edges(self, name, good, bad):
+        from specsearch.core.engine import LoadOptions
+
+        for value in good:
+            assert getattr(LoadOptions(**{name: value}), name) == value
+        for value in bad:
+            with pytest.raises(ValueError, match=name):
+                LoadOptions(**{name: value})
+
+    def test_the_app_refuses_what_the_core_refuses(self):
+        with pytest.raises(ValueError, match="temperature must be a number, not NaN"):
+            Settings(temperature=NAN).validate()
+        with pytest.raises(ValueError, match="SPECSEARCH_THETA: theta: expected float"):
+            env_overrides({"SPECSEARCH_THETA": "x"})
+        assert env_overrides({"SPECSEARCH_FIXED_BETA": "inf"}) == {"fixed_beta": INF}
+        store = SettingsStore.load(environ={"SPECSEARCH_QUANTILE": "2"})
+        with pytest.raises(ValueError, match=r"threshold_quantile must be in \[0, 1\]"):
+            store.effective.validate()
