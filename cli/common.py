@@ -45,16 +45,6 @@ def check_head(args: argparse.Namespace) -> None:
         raise SpecSearchError(f"head file {args.head} does not exist")
 
 
-def auto_or_int(text: str) -> int | str:
-    """An argparse type: "auto" or a whole number (the range is checked by whoever stores it)."""
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a whole number, not {text!r}") from None
-
-
 def print_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=str)
     sys.stdout.write("\n")

@@ -16,7 +16,7 @@ from specsearch.models import recommended as catalog_mod
 from specsearch.models.registry import ROLES
 from specsearch.models.sizes import human_bytes
 
-from .common import auto_or_int, print_json
+from .common import print_json
 
 
 class ProgressBar:
@@ -105,7 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     c = s.add_parser("settings", help="per-model load settings: GPU layers, context, threads")
     c.add_argument("name")
-    c.add_argument("--n-gpu-layers", type=auto_or_int, help="'auto' or a number")
+    c.add_argument("--n-gpu-layers", help="'auto' or a number")
     c.add_argument("--n-ctx", type=int, help="context tokens (0: automatic)")
     c.add_argument("--threads", type=int, help="CPU threads (0: all cores)")
     c.set_defaults(func=cmd_settings)
