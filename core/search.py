@@ -149,8 +149,14 @@ def _min_step_room(config: SearchConfig) -> int:
     return min(config.max_step_tokens, MIN_STEP_TOKENS)
 
 
+def _room(generator: ThoughtGenerator, beams: list[Beam], children: int) -> float:
+    """``generator.room``; a generator registered without one is given the whole step budget."""
+    room = getattr(generator, "room", None)
+    return room(beams, children) if room is not None else math.inf
+
+
 def _check_question_fits(generator: ThoughtGenerator, beam: Beam, config: SearchConfig) -> None:
-    room = generator.room([beam], config.children)
+    room = _room(generator, [beam], config.children)
     if room < _min_step_room(config):
         raise ContextOverflowError(
             f"the question has {len(beam.tokens)} tokens and leaves room for {max(room, 0)} tokens per thought "
@@ -166,9 +172,9 @@ def _beams_with_room(state: SearchState, generator: ThoughtGenerator, beams: lis
     config = state.config
     beams = list(beams)
     while beams:
-        room = generator.room(beams, config.children)
+        room = _room(generator, beams, config.children)
         if room >= _min_step_room(config) or beams[0].node_id is None:
-            state.step_tokens = max(1, min(config.max_step_tokens, room))
+            state.step_tokens = int(max(1, min(config.max_step_tokens, room)))
             return beams
         longest = max(beams, key=lambda b: len(b.tokens))
         _finish_for_context([longest], last_selected, finished)
