@@ -9,6 +9,7 @@ Models load lazily, on the first search that needs them (the roles its entry in
 core.methods names); a PRM file that is also the small or large model shares
 that model's engine (and memory).
 Searches run on the caller's thread, one at a time; events arrive on it too.
+Loading is thread-safe: callers on several threads share one load of each model.
 """
 
 from __future__ import annotations
@@ -78,7 +79,10 @@ class Solver:
         self._prm: RewardModel | None = None
         self._prm_description: dict | None = None
         self._speculative_decoder: SpeculativeDecoder | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one search at a time
+        # Loading: callers on several threads (two app screens) share one load of each model.
+        # Taken after _lock when both are held, and without _lock to load while a search runs.
+        self._load_lock = threading.RLock()
 
     # ------------------------------------------------------------ models ---
     def engine(self, role: str) -> Engine | None:
@@ -86,6 +90,10 @@ class Solver:
         model_file = self.model_files[role]
         if model_file is None:
             return None
+        with self._load_lock:
+            return self._load_engine(role, model_file)
+
+    def _load_engine(self, role: str, model_file: ModelSpec) -> Engine:
         if role not in self._engines:
             for other, loaded in self._engines.items():
                 other_file = self.model_files[other]
@@ -99,7 +107,10 @@ class Solver:
     def models(self, method: str) -> Models:
         """The models ``method`` needs (its roles in core.methods), loaded; a missing one stays None
         and the method's generator says so (core.methods.make_generator)."""
-        roles = get_method(method).roles
+        with self._load_lock:
+            return self._load_models(get_method(method).roles)
+
+    def _load_models(self, roles: tuple[str, ...]) -> Models:
         small = self.engine("small") if "small" in roles else None
         large = self.engine("large") if "large" in roles else None
         decoder = None
@@ -113,6 +124,10 @@ class Solver:
     def reward_model(self) -> RewardModel | None:
         """The PRM (built on first use); None when its kind needs a model and none was given.
         An unknown kind raises PRMKindError; a kind that needs no model loads none."""
+        with self._load_lock:
+            return self._load_reward_model()
+
+    def _load_reward_model(self) -> RewardModel | None:
         if self._prm is None:
             needs_model = prm_kind(self.prm_kind).needs_model
             if needs_model and self.model_files["prm"] is None:
@@ -200,7 +215,7 @@ class Solver:
             return prm.score_last(question, [list(steps)])[0]
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._load_lock:
             for engine in {id(e): e for e in self._engines.values()}.values():
                 engine.close()
             self._engines.clear()

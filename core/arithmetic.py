@@ -777,6 +777,11 @@ class ArithmeticGuard:
         """Why ``step`` was marked wrong ('20 − 12 = 8, not 9'), or None."""
         return explain_step(step)
 
+    def fits(self, question: str, steps: Sequence[str]) -> bool:
+        """Whether the inner model's input fits its context (core.prm_window)."""
+        fits = getattr(self.inner, "fits", None)
+        return fits is None or fits(question, steps)
+
     @property
     def wants_logprobs(self) -> bool:
         return bool(getattr(self.inner, "wants_logprobs", False))

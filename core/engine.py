@@ -45,7 +45,7 @@ from .generation import (
     TokenGenerator,
 )
 from .gguf_info import GGUFInfo, read_gguf_info
-from .kv_slots import KVLease, KVSlots, common_prefix_len
+from .kv_slots import KVLease, KVSlots, common_prefix_len, distinct_prefix_cells
 from .options import Bounds, check_bounds
 from .sampling import log_softmax_at, logsumexp_rows
 
@@ -145,32 +145,39 @@ class Engine(TokenGenerator):
         if n_gpu is None:
             n_gpu = 999 if lla.supports_gpu_offload() else 0
         self.n_gpu_layers = n_gpu
+        self._lock = threading.RLock()
+        self._ctx = None
+        self._batch: lla.Batch | None = None
         self._model = lla.load_model(self.path, n_gpu, tensor_types=self.info.tensor_types)
+        try:
+            self._finish_loading()
+        except BaseException:
+            self.close()  # whatever was loaded before the failure is freed, not leaked
+            raise
+        self.decode_calls = 0
+        self.decoded_tokens = 0  # tokens fed to llama_decode (cache hits are not counted)
+        self.decode_seconds = 0.0
+
+    def _finish_loading(self) -> None:
+        """Everything after the model is loaded: its facts, the context, the KV table, the batch."""
         self.facts = lla.model_facts(self._model)
         self.n_threads = self.options.n_threads or max(1, os.cpu_count() or 1)
         self.n_batch = self.options.n_batch
         n_ctx = self.options.n_ctx or self._default_ctx()
-        try:
-            self._ctx = lla.new_context(
-                self._model,
-                n_ctx=n_ctx,
-                n_batch=self.n_batch,
-                n_seq_max=self.options.n_seq_max,
-                n_threads=self.n_threads,
-                batch_invariant=self.options.batch_invariant,
-            )
-        except BaseException:
-            lla.free_model(self._model)
-            raise
+        self._ctx = lla.new_context(
+            self._model,
+            n_ctx=n_ctx,
+            n_batch=self.n_batch,
+            n_seq_max=self.options.n_seq_max,
+            n_threads=self.n_threads,
+            batch_invariant=self.options.batch_invariant,
+        )
         self.n_ctx = lla.context_size(self._ctx)
+        self.n_batch = lla.batch_size(self._ctx)  # llama.cpp caps it at n_ctx: a longer batch would abort
         self.vocab = lla.Vocab(self._model)
         self.n_vocab = self.vocab.n_tokens
-        self._lock = threading.RLock()
         self._slots = KVSlots(self.options.n_seq_max, lla.SequenceMemory(self._ctx), self._lock)
         self._batch = lla.Batch(self.n_batch)
-        self.decode_calls = 0
-        self.decoded_tokens = 0  # tokens fed to llama_decode (cache hits are not counted)
-        self.decode_seconds = 0.0
 
     def _default_ctx(self) -> int:
         trained = self.info.context_length or 4096
@@ -199,6 +206,8 @@ class Engine(TokenGenerator):
             bos_token=self.vocab.text(self.facts.bos) if self.facts.bos >= 0 else "",
             eos_token=self.vocab.text(self.facts.eos) if self.facts.eos >= 0 else "",
             model_name=self.path,
+            # For a template stopped as hostile: llama.cpp's own rendering of the kind it names.
+            fallback=lambda msgs, add: lla.builtin_chat(self.facts.chat_template, msgs, add),
         )
 
     def chat_tokens(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> list[int]:
@@ -222,7 +231,22 @@ class Engine(TokenGenerator):
                 f"{self.n_ctx}; shorten it or load the model with a larger n_ctx"
             )
 
+    def generation_room(self, prompts: Sequence[Sequence[int]], n: int = 1) -> int:
+        """Most tokens each of ``n`` continuations of every prompt can add with all of
+        them in the KV cache at once: each within ``n_ctx`` positions, all within its
+        ``n_ctx`` cells (prompts sharing a prefix share its cells).  May be <= 0."""
+        if not prompts:
+            return self.n_ctx - 1
+        per_sequence = self.n_ctx - 1 - max(len(p) for p in prompts)
+        shared = (self.n_ctx - distinct_prefix_cells(prompts)) // (len(prompts) * max(1, n))
+        return min(per_sequence, shared)
+
     # ------------------------------------------------------ KV leases ---
+    @property
+    def live_sequences(self) -> int:
+        """KV sequences leased now: 0 whenever no call is running (else a lease leaked)."""
+        return self._slots.n_leased
+
     def lease(self, tokens: Sequence[int], reuse_limit: int | None = None) -> KVLease:
         """A KV sequence to continue ``tokens`` in, already holding their longest
         cached prefix of at most ``reuse_limit`` tokens (default ``len(tokens) - 1``:
@@ -405,8 +429,15 @@ class Engine(TokenGenerator):
                     live = []
                 if not live:
                     break
-                for k, index in zip(live, self._decode_step([(leases[k], tokens[k][-1]) for k in live])):
-                    seq_index[k] = index
+                try:
+                    index = self._decode_step([(leases[k], tokens[k][-1]) for k in live])
+                except KVCacheFullError:
+                    # No room for one more token of every sequence: they end with what they have.
+                    for k in live:
+                        finish[k] = "context"
+                    break
+                for k, i in zip(live, index):
+                    seq_index[k] = i
                 n_out = len(live)
         finally:
             for c in chains:
@@ -429,6 +460,9 @@ class Engine(TokenGenerator):
             if min(r.positions) < 0 or max(r.positions) >= len(r.tokens):
                 raise ValueError("score positions must index the request's tokens")
             self.check_fits(len(r.tokens), "scoring input")
+        return self._in_fitting_groups(requests, lambda group: self._score(group, reuse))
+
+    def _score(self, requests: Sequence[ScoreRequest], reuse: bool) -> list[np.ndarray]:
         limits = [min(r.positions) if reuse else 0 for r in requests]
         with self._lock, ExitStack() as held:
             if reuse:
@@ -458,6 +492,9 @@ class Engine(TokenGenerator):
             if r.logprob_from is not None and not 1 <= r.logprob_from <= r.positions[0]:
                 raise ValueError("logprob_from must lie in [1, first position]")
             self.check_fits(len(r.tokens), "scoring input")
+        return self._in_fitting_groups(requests, lambda group: self._hidden_group(group, reuse))
+
+    def _hidden_group(self, requests: Sequence[HiddenRequest], reuse: bool) -> list[HiddenResult]:
         # A cached prefix may cover at most the tokens before the first wanted
         # position (and before the first token whose log-prob is wanted).
         limits = [min(r.positions[0], r.logprob_from - 1 if r.logprob_from else r.positions[0]) if reuse else 0
@@ -470,6 +507,17 @@ class Engine(TokenGenerator):
                 return self._hidden_states(requests, leases)
             finally:
                 lla.set_embeddings(self._ctx, False)
+
+    def _in_fitting_groups(self, requests: Sequence, run: Callable[[Sequence], list]) -> list:
+        """``run(requests)``; when their tokens do not fit the KV cache together, each
+        half in turn (results in request order; each request alone fits, checked)."""
+        try:
+            return run(requests)
+        except KVCacheFullError:
+            if len(requests) < 2:
+                raise
+        half = len(requests) // 2
+        return self._in_fitting_groups(requests[:half], run) + self._in_fitting_groups(requests[half:], run)
 
     def _hidden_states(self, requests: Sequence[HiddenRequest], leases: list[KVLease]) -> list[HiddenResult]:
         hidden: list[list[np.ndarray]] = [[] for _ in requests]
@@ -534,9 +582,13 @@ class Engine(TokenGenerator):
 
     # -------------------------------------------------------- cleanup ---
     def close(self) -> None:
-        with self._lock:
-            if getattr(self, "_ctx", None):
+        lock = getattr(self, "_lock", None)
+        if lock is None:  # __init__ failed before anything was loaded
+            return
+        with lock:
+            if getattr(self, "_batch", None) is not None:
                 self._batch.close()
+            if getattr(self, "_ctx", None):
                 lla.free_context(self._ctx)
                 self._ctx = None
             if getattr(self, "_model", None):

@@ -18,9 +18,11 @@ every method.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .engine import Engine, GenerateOutput
+from .generation import TokenGenerator
+from .prm_window import fit_path
 from .events import ThoughtAccepted, ThoughtDrafted, ThoughtRegenerated, ThoughtRejected, ThoughtScored
 from .sampling import SamplingParams
 from .search_state import Beam, Candidate, SearchState
@@ -52,8 +54,19 @@ class ThoughtGenerator(Protocol):
         """Candidate thoughts for ``beams`` (children per beam, beam-major), scored."""
         ...
 
+    def room(self, beams: list[Beam], children: int) -> int:
+        """Most tokens each of ``children`` thoughts per beam can have with all of them
+        in the writing models' KV caches at once (<= 0: none fit)."""
+        ...
 
-Runner = Callable[..., GenerateOutput]
+
+def _room(writer: TokenGenerator, beams: list[Beam], children: int) -> int:
+    """``writer``'s room for ``children`` thoughts per beam (see ThoughtGenerator.room)."""
+    if isinstance(writer, SpeculativeDecoder):
+        # The target verifies up to k_max drafted tokens past what it keeps, and the draft holds them.
+        extra = writer.policy.k_max + 1
+        return min(_room(writer.target, beams, children), _room(writer.draft, beams, children)) - extra
+    return writer.generation_room([b.tokens for b in beams], children)
 
 
 def _sampling(state: SearchState) -> SamplingParams:
@@ -61,13 +74,13 @@ def _sampling(state: SearchState) -> SamplingParams:
     return SamplingParams(c.temperature, c.top_k, c.top_p, c.min_p)
 
 
-def _run(state: SearchState, runner: Runner, jobs: list[tuple[Beam, int]], depth: int,
+def _run(state: SearchState, writer: TokenGenerator, jobs: list[tuple[Beam, int]], depth: int,
          logprobs: bool = False) -> GenerateOutput:
     """Generate one thought per (beam, child index) job, all in one batch (``logprobs``:
     keep each token's log-prob, for a reward model that reads the drafter's)."""
-    return runner(
+    return writer.generate(
         [b.tokens for b, _ in jobs], 1,
-        max_tokens=state.config.max_step_tokens,
+        max_tokens=state.step_tokens,
         sampling=_sampling(state),
         seeds=[state.seed(depth, child_index) for _, child_index in jobs],
         stop=[state.config.delimiter],
@@ -92,10 +105,7 @@ def _score(state: SearchState, prm: RewardModel, cands: list[Candidate], writer:
     if not cands or state.cancelled:
         return  # a cancelled step's thoughts stay unscored
     with state.phase("score"):
-        reads_tokens = getattr(prm, "reads_tokens_of", None)
-        if writer is not None and reads_tokens is not None and reads_tokens(
-            writer, state.config.system_prompt, state.config.delimiter
-        ):
+        if _reads_search_tokens(prm, writer, state, cands):
             # A learned head on the drafter: the search's own tokens, served from its
             # KV cache, with the log-probs the drafter computed when it is the backbone.
             own = getattr(prm, "backbone", None) is writer
@@ -103,13 +113,30 @@ def _score(state: SearchState, prm: RewardModel, cands: list[Candidate], writer:
                                       [len(c.beam.tokens) for c in cands], [c.node.text for c in cands],
                                       [c.logprobs for c in cands] if own else None)
         else:
-            scores = prm.score_last(state.question, [c.beam.steps + [c.node.text] for c in cands])
+            # A path longer than the PRM's context is read through a window (core.prm_window).
+            windows = [fit_path(prm, state.question, c.beam.steps + [c.node.text]) for c in cands]
+            for c, w in zip(cands, windows):
+                c.node.prm_trimmed = w.trimmed
+            scores = prm.score_last(state.question, [w.steps for w in windows])
     # A reward model with a check on top (core.arithmetic) says why it marked a step wrong.
     explain = getattr(prm, "explain", None)
     for c, s in zip(cands, scores):
         c.node.score = s
         c.node.flag = explain(c.node.text) if explain is not None else None
         state.emit(ThoughtScored(c.node.id, s, c.node.flag))
+
+
+def _reads_search_tokens(prm: RewardModel, writer: Engine | None, state: SearchState,
+                        cands: list[Candidate]) -> bool:
+    """Whether ``prm`` scores the search's own token paths (a learned head on a model
+    with the writer's vocabulary), which must then fit its backbone's context."""
+    reads_tokens = getattr(prm, "reads_tokens_of", None)
+    if writer is None or reads_tokens is None:
+        return False
+    if not reads_tokens(writer, state.config.system_prompt, state.config.delimiter):
+        return False
+    longest = max(len(c.beam.tokens) + len(c.tokens) for c in cands)
+    return longest < prm.backbone.n_ctx
 
 
 def _reads_drafter_logprobs(prm: RewardModel | None, drafter: Engine) -> bool:
@@ -131,8 +158,11 @@ class _WholeStep:
     def __init__(self, models: Models) -> None:
         self.models = models
 
-    def runner(self) -> Runner:
+    def runner(self) -> TokenGenerator:
         raise NotImplementedError
+
+    def room(self, beams: list[Beam], children: int) -> int:
+        return _room(self.runner(), beams, children)
 
     def expand(self, state: SearchState, beams: list[Beam], depth: int) -> list[Candidate]:
         jobs = _all_jobs(state, beams)
@@ -152,22 +182,22 @@ class _WholeStep:
 class AutoRegressive(_WholeStep):
     name, source = "ar", "large"
 
-    def runner(self) -> Runner:
-        return self.models.large.generate
+    def runner(self) -> TokenGenerator:
+        return self.models.large
 
 
 class SpeculativeSampling(_WholeStep):
     name, source = "sps", "large"
 
-    def runner(self) -> Runner:
-        return self.models.speculative_decoder.generate
+    def runner(self) -> TokenGenerator:
+        return self.models.speculative_decoder
 
 
 class SmallOnly(_WholeStep):
     name, source = "small", "small"
 
-    def runner(self) -> Runner:
-        return self.models.small.generate
+    def runner(self) -> TokenGenerator:
+        return self.models.small
 
 
 class SpecSearch:
@@ -179,11 +209,15 @@ class SpecSearch:
         self.models = models
         self.threshold = threshold
 
+    def room(self, beams: list[Beam], children: int) -> int:
+        # Every child may be drafted, and every one rejected and rewritten.
+        return min(_room(self.models.small, beams, children), _room(self.models.speculative_decoder, beams, children))
+
     def expand(self, state: SearchState, beams: list[Beam], depth: int) -> list[Candidate]:
         jobs = _all_jobs(state, beams)
         if self.threshold.beta is None:  # first step: the large model sets beta
             with state.phase("regenerate"):
-                out = _run(state, self.models.speculative_decoder.generate, jobs, depth)
+                out = _run(state, self.models.speculative_decoder, jobs, depth)
             state.count_generation("large", out)
             cands = _candidates(state, jobs, out, depth, "large", "generated")
             for c in cands:
@@ -194,7 +228,7 @@ class SpecSearch:
 
         beta = self.threshold.bar
         with state.phase("draft"):
-            out = _run(state, self.models.small.generate, jobs, depth, logprobs=_reads_drafter_logprobs(
+            out = _run(state, self.models.small, jobs, depth, logprobs=_reads_drafter_logprobs(
                 self.models.prm, self.models.small))
         state.count_generation("small", out)
         drafts = _candidates(state, jobs, out, depth, "small", "pending")
@@ -225,7 +259,7 @@ class SpecSearch:
         regenerated: list[Candidate] = []
         if rejected_jobs and not state.cancelled:
             with state.phase("regenerate"):
-                out = _run(state, self.models.speculative_decoder.generate, rejected_jobs, depth)
+                out = _run(state, self.models.speculative_decoder, rejected_jobs, depth)
             state.count_generation("large", out)
             regenerated = _candidates(state, rejected_jobs, out, depth, "large", "regenerated", rejected_ids)
             for c, old in zip(regenerated, rejected_ids):

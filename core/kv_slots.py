@@ -35,6 +35,14 @@ def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
     return i
 
 
+def distinct_prefix_cells(token_lists: Sequence[Sequence[int]]) -> int:
+    """KV cells ``token_lists`` take when sequences sharing a prefix share its cells
+    (the size of their prefix tree): sorted, each list adds what it does not share
+    with the one before it."""
+    ordered = sorted(tuple(t) for t in token_lists)
+    return sum(len(t) - common_prefix_len(prev, t) for prev, t in zip([()] + ordered, ordered))
+
+
 class KVCache(Protocol):
     """The cache operations the table performs (llama.cpp's memory API)."""
 
@@ -69,6 +77,11 @@ class KVSlots:
 
     def is_leased(self, slot: int) -> bool:
         return slot in self._leased
+
+    @property
+    def n_leased(self) -> int:
+        """Sequences leased now (0 between calls: any other count is a leak)."""
+        return len(self._leased)
 
     # ------------------------------------------------------- leasing ---
     def lease(self, tokens: Sequence[int], reuse_limit: int) -> "KVLease":

@@ -75,6 +75,21 @@ def supports_gpu_offload() -> bool:
 # ----------------------------------------------------------------- models ---
 LOAD_MODE_READ = 0  # plain reads into memory, no mmap
 
+# Handles loaded and not yet freed: a leak check for tests and soak runs.
+_live = collections.Counter({"models": 0, "contexts": 0})
+_live_lock = threading.Lock()
+
+
+def live_handles() -> dict[str, int]:
+    """How many models and contexts this process has loaded and not freed."""
+    with _live_lock:
+        return dict(_live)
+
+
+def _count(kind: str, delta: int) -> None:
+    with _live_lock:
+        _live[kind] += delta
+
 
 def _extra_buffers_allowed() -> bool:
     """Whether llama.cpp may choose its extra CPU buffer types itself.
@@ -177,11 +192,13 @@ def load_model(path: str, n_gpu_layers: int, vocab_only: bool = False,
     del keep
     if not model:
         raise ModelLoadError(f"llama.cpp could not load {path}: {recent_log() or 'no reason given'}")
+    _count("models", 1)
     return model
 
 
 def free_model(model: L.llama_model_p) -> None:
     L.llama_model_free(model)
+    _count("models", -1)
 
 
 @dataclass(frozen=True)
@@ -215,6 +232,28 @@ def model_facts(model: L.llama_model_p) -> ModelFacts:
         chat_template=template.decode("utf-8") if template else None,
         description=buf.value.decode("utf-8", errors="replace"),
     )
+
+
+def builtin_chat(template: str | None, messages: list[dict[str, str]], add_generation_prompt: bool) -> str | None:
+    """The chat rendered by llama.cpp's built-in code for ``template`` (which it recognises
+    by name or by heuristics, never runs); None when it recognises no template."""
+    chat = (L.llama_chat_message * max(1, len(messages)))()
+    keep = []  # the encoded strings must outlive the call
+    for i, m in enumerate(messages):
+        role, content = m["role"].encode("utf-8"), m["content"].encode("utf-8")
+        keep += [role, content]
+        chat[i].role, chat[i].content = role, content
+    tmpl = template.encode("utf-8") if template else None
+    size = 2 * sum(len(b) for b in keep) + 256
+    for _ in range(2):
+        buf = ctypes.create_string_buffer(size)
+        n = L.llama_chat_apply_template(tmpl, chat, len(messages), add_generation_prompt, buf, size)
+        if n < 0:
+            return None
+        if n <= size:
+            return buf.raw[:n].decode("utf-8", errors="replace")
+        size = n
+    return None
 
 
 # --------------------------------------------------------------- contexts ---
@@ -251,15 +290,22 @@ def new_context(
     ctx = L.llama_init_from_model(model, params)
     if not ctx:
         raise ModelLoadError(f"llama.cpp could not create a context (n_ctx={n_ctx}): {recent_log()}")
+    _count("contexts", 1)
     return ctx
 
 
 def free_context(ctx: L.llama_context_p) -> None:
     L.llama_free(ctx)
+    _count("contexts", -1)
 
 
 def context_size(ctx: L.llama_context_p) -> int:
     return L.llama_n_ctx(ctx)
+
+
+def batch_size(ctx: L.llama_context_p) -> int:
+    """Most tokens one decode takes: the n_batch asked for, capped by llama.cpp (at n_ctx, n_ubatch)."""
+    return min(L.llama_n_batch(ctx), L.llama_n_ubatch(ctx))
 
 
 class Batch:

@@ -26,6 +26,9 @@ class RewardModel(Protocol):
         """For each path, the score of its last step (batched over siblings)."""
         ...
 
+    # Optional: ``fits(question, steps) -> bool``, whether the input for scoring the last
+    # of ``steps`` fits the model's context (core.prm_window shortens paths that do not).
+
 
 def _two_way(logp: np.ndarray, good: list[int], bad: list[int]) -> float:
     """P(good) / (P(good) + P(bad)) from log-probs of candidate tokens (good first)."""
@@ -69,6 +72,9 @@ class VerdictScoring:
 
     def requests(self, question: str, steps: Sequence[str]) -> list[ScoreRequest]:
         raise NotImplementedError
+
+    def fits(self, question: str, steps: Sequence[str]) -> bool:
+        return len(self.tokens(question, steps)) < self.engine.n_ctx
 
     def score(self, question: str, steps: Sequence[str]) -> list[float]:
         if not steps:
@@ -172,6 +178,9 @@ class JudgePRM:
         messages = [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
         tokens = self.engine.chat_tokens(messages)
         return ScoreRequest(tokens, [len(tokens) - 1], self._yes + self._no)
+
+    def fits(self, question: str, steps: Sequence[str]) -> bool:
+        return len(self._request(question, steps).tokens) < self.engine.n_ctx
 
     def score(self, question: str, steps: Sequence[str]) -> list[float]:
         # One prefix at a time: the prompt for step t extends the one for step

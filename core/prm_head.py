@@ -385,6 +385,9 @@ class HeadPRM:
     def layout(self, question: str, steps: Sequence[str]) -> StepLayout:
         return self._layout(self.engine, question, steps, self.head.meta)
 
+    def fits(self, question: str, steps: Sequence[str]) -> bool:
+        return len(self.layout(question, steps).tokens) < self.engine.n_ctx
+
     def score(self, question: str, steps: Sequence[str]) -> list[float]:
         if not steps:
             return []

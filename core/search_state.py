@@ -53,6 +53,8 @@ class SearchState:
         self.steps: list[StepRecord] = []
         self.stats = SearchStats()
         self.t0 = time.perf_counter()
+        # This step's token budget per thought: max_step_tokens, less when the context is nearly full.
+        self.step_tokens = config.max_step_tokens
 
     @property
     def cancelled(self) -> bool:

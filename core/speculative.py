@@ -30,7 +30,7 @@ import numpy as np
 from .engine import Engine, Feed
 from .generation import GenerateOutput, GenerateRequest, GenerateStats, Generation, StopChecker, TokenGenerator
 from .kv_slots import KVLease
-from .errors import IncompatibleVocabError
+from .errors import IncompatibleVocabError, KVCacheFullError
 from .sampling import distribution, log_softmax_at, sample_from
 
 MAX_VOCAB_SIZE_DIFF = 128  # as llama.cpp's own speculative example allows
@@ -219,6 +219,7 @@ class _SpecRun:
         # draft model never spends time on the prompt.
         self.d_leases: list[KVLease | None] = [None] * len(self.ctx)
         self.draft_leases = draft_leases
+        self.drafting = True  # False once the draft's KV cache could not hold every sequence
         self.accepted = self.tested = 0
 
     def run(self) -> list[Generation]:
@@ -228,8 +229,14 @@ class _SpecRun:
             # prior 0.7 for acceptance, then this call's own history
             alpha = (self.accepted + 0.7 * 8) / (self.tested + 8)
             catchup = sum(len(self.ctx[s]) - self._draft_held(s) for s in live)
-            k = self.dec.policy.choose(len(live), self.sampling.greedy, alpha, catchup)
-            self._round(live, k)
+            k = self.dec.policy.choose(len(live), self.sampling.greedy, alpha, catchup) if self.drafting else 0
+            try:
+                self._round(live, k)
+            except KVCacheFullError:
+                # No room in the target's cache for the next tokens: the sequences end with what they have.
+                for s in live:
+                    self.finish[s] = "context"
+                break
             live = [s for s in live if self.finish[s] is None]
             if live and should_stop is not None and should_stop():
                 for s in live:
@@ -259,25 +266,12 @@ class _SpecRun:
         ks = {s: max(0, min(k, self._room(s) - 1, self.d.n_ctx - 1 - len(self.ctx[s]))) for s in live}
         drafts: dict[int, list[int]] = {s: [] for s in live}
         q: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {s: [] for s in live}
-        # Draft: k batched decodes; step 0 also feeds whatever the draft has not seen.
-        for step in range(max(ks.values(), default=0)):
-            active = [s for s in live if step < ks[s]]
-            feeds = []
-            for s in active:
-                lease = self._draft_lease(s)
-                held = len(lease)
-                seq = self.ctx[s] + drafts[s]
-                feeds.append(Feed(lease, seq[held:], [len(seq) - held - 1]))
-            t0 = time.perf_counter()
-            rows = self.d.evaluate(feeds)
-            dt = time.perf_counter() - t0
-            policy.draft_cost.add(sum(len(f.tokens) for f in feeds), dt)
-            self.stats.draft_seconds += dt
-            for s, (row,) in zip(active, rows):
-                ids, probs = distribution(row, self.sampling)
-                tok = int(ids[0]) if self.sampling.greedy else sample_from(ids, probs, self.rngs[s])
-                drafts[s].append(tok)
-                q[s].append((ids, probs))
+        try:
+            self._draft(live, ks, drafts, q)
+        except KVCacheFullError:
+            # Drafting only saves time: without room for it the call goes on without drafts.
+            self.drafting = False
+            drafts, q = {s: [] for s in live}, {s: [] for s in live}
         # Verify: one target batch with [last token] + drafts of every sequence.
         feeds = []
         for s in live:
@@ -314,6 +308,29 @@ class _SpecRun:
         policy.observe_acceptance(accepted_all, tested_all)
         self.accepted += accepted_all
         self.tested += tested_all
+
+    def _draft(self, live: list[int], ks: dict[int, int], drafts: dict[int, list[int]],
+               q: dict[int, list[tuple[np.ndarray, np.ndarray]]]) -> None:
+        """Draft: k batched decodes; step 0 also feeds whatever the draft has not seen."""
+        policy = self.dec.policy
+        for step in range(max(ks.values(), default=0)):
+            active = [s for s in live if step < ks[s]]
+            feeds = []
+            for s in active:
+                lease = self._draft_lease(s)
+                held = len(lease)
+                seq = self.ctx[s] + drafts[s]
+                feeds.append(Feed(lease, seq[held:], [len(seq) - held - 1]))
+            t0 = time.perf_counter()
+            rows = self.d.evaluate(feeds)
+            dt = time.perf_counter() - t0
+            policy.draft_cost.add(sum(len(f.tokens) for f in feeds), dt)
+            self.stats.draft_seconds += dt
+            for s, (row,) in zip(active, rows):
+                ids, probs = distribution(row, self.sampling)
+                tok = int(ids[0]) if self.sampling.greedy else sample_from(ids, probs, self.rngs[s])
+                drafts[s].append(tok)
+                q[s].append((ids, probs))
 
     def _accept(self, s, drafts, q, rows) -> tuple[list[int], int]:
         """Tokens to emit and how many drafts were accepted."""

@@ -3,6 +3,10 @@
 Each record reads itself back from its ``to_dict()`` (``from_dict``), so a saved
 search (history, ``--json`` output) is a :class:`SearchResult` again; fields a
 newer version added and an older record lacks take their defaults.
+
+A search that reaches the context limit still answers: a node that ended its
+beam for want of room says so (``finish_reason == "context"``), and a node the
+PRM scored on a shortened path (the oldest steps left out) has ``prm_trimmed``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,11 @@ Source = Literal["small", "large"]
 # rejected:    a small-model draft below the threshold (discarded)
 # regenerated: a large-model thought that replaced a rejected draft
 Fate = Literal["pending", "generated", "accepted", "rejected", "regenerated"]
+# eos:     the model ended its output
+# answer:  the thought states a final answer
+# depth:   the search's last step (max_depth)
+# context: no room for another step in the context (the thought may be cut short)
+FinishReason = Literal["eos", "answer", "depth", "context"]
 
 
 @dataclass
@@ -36,13 +45,15 @@ class ThoughtNode:
     replaces: int | None = None  # for regenerated thoughts: the rejected draft's id
     seconds: float = 0.0  # generation wall time of the batch that produced it
     flag: str | None = None  # why a check overrode the PRM ("20 − 12 = 8, not 9"); None: nothing found
+    finish_reason: FinishReason | None = None  # why a finished node ends its solution
+    prm_trimmed: bool = False  # the PRM read a shortened path: the whole one did not fit its context
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ThoughtNode":
-        return cls(**data)
+        return cls(**_known_fields(cls, data))
 
 
 def path_to(nodes: Mapping[int, ThoughtNode], node_id: int | None) -> list[ThoughtNode]:

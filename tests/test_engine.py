@@ -288,3 +288,108 @@ class TestChatTemplate:
         assert text == "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n"
         toks = target.chat_tokens([{"role": "user", "content": "2+2?"}])
         assert toks[0] == target.vocab.tokenize("<|im_start|>", False, True)[0]
+
+
+class TestLoadFailures:
+    """A failure after the model loads frees what was loaded (the adapter counts live handles)."""
+
+    def test_failure_after_the_context_frees_model_and_context(self, tiny, monkeypatch):
+        from specsearch.core import llama_adapter as lla
+
+        before = lla.live_handles()
+
+        def broken_vocab(model):
+            raise RuntimeError("vocabulary unreadable")
+
+        monkeypatch.setattr(lla, "Vocab", broken_vocab)
+        with pytest.raises(RuntimeError, match="vocabulary"):
+            Engine(tiny["target"])
+        assert lla.live_handles() == before
+
+    def test_impossible_context_frees_the_model(self, tiny):
+        from specsearch.core import llama_adapter as lla
+        from specsearch.core.errors import ModelLoadError
+
+        before = lla.live_handles()
+        refused = LoadOptions()
+        # More sequences than llama.cpp allows (256): set past LoadOptions' own checks, so
+        # that llama.cpp itself refuses the context after the model has loaded.
+        object.__setattr__(refused, "n_seq_max", 1000)
+        with pytest.raises(ModelLoadError, match="context"):
+            Engine(tiny["target"], refused)
+        assert lla.live_handles() == before
+        with Engine(tiny["target"]) as engine:
+            assert lla.live_handles() == {k: v + 1 for k, v in before.items()}
+            assert engine.live_sequences == 0
+        assert lla.live_handles() == before
+
+
+class TestSmallContext:
+    def test_batch_never_exceeds_the_context(self, tiny):
+        with Engine(tiny["target"], LoadOptions(n_ctx=256, n_batch=512)) as engine:
+            assert engine.n_batch <= engine.n_ctx
+
+    def test_scoring_more_than_the_cache_holds_runs_in_groups(self, tiny):
+        """Requests whose tokens together outgrow the KV cache are scored a group at a time
+        (before: llama.cpp aborted the process on a batch longer than n_ctx)."""
+        requests = []
+        with Engine(tiny["target"], LoadOptions(n_ctx=256, batch_invariant=True)) as engine:
+            for i, text in enumerate(["apples " * 30, "pears " * 30, "plums " * 30]):
+                tokens = engine.tokenize(f"{i} " + text)[:150]
+                requests.append(ScoreRequest(tokens, [len(tokens) - 1], [1, 2]))
+            together = engine.score(requests)
+            assert engine.live_sequences == 0
+            alone = [engine.score([r], reuse=False)[0] for r in requests]
+        assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(together, alone))
+
+    def test_generation_ends_with_what_it_has_when_the_cache_fills(self, tiny):
+        with Engine(tiny["target"], LoadOptions(n_ctx=256)) as engine:
+            prompt = engine.tokenize("count the apples " * 8)
+            out = engine.generate([prompt], 4, max_tokens=200, sampling=SAMPLED, seeds=[1, 2, 3, 4])
+            assert {g.finish_reason for g in out.generations} <= {"context", "eos", "stop"}
+            assert "context" in {g.finish_reason for g in out.generations}
+            assert engine.live_sequences == 0
+            room = engine.generation_room([prompt], 4)
+            assert 0 < room <= (256 - len(prompt)) // 4
+
+
+class TestHostileChatTemplate:
+    """A GGUF's template that loops ~forever or builds a gigantic string is stopped, and
+    llama.cpp's built-in rendering of the kind it names is used, with a warning."""
+
+    MESSAGES = [{"role": "system", "content": "S"}, {"role": "user", "content": "2+2?"}]
+
+    @pytest.mark.parametrize("name,template", [
+        ("loop", "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}<|im_start|>"),
+        ("string", "{{ 'x' * 1000000000 }}<|im_start|>"),
+        ("doubling", "{% set ns = namespace(s='xx') %}{% for i in range(60) %}{% set ns.s = ns.s + ns.s %}"
+                     "{% endfor %}{{ ns.s }}<|im_start|>"),
+        ("filter", "{{ 'x' | center(1000000000) }}<|im_start|>"),
+    ])
+    def test_stopped_and_rendered_by_llama_cpp(self, tiny, tmp_path, monkeypatch, name, template):
+        import time
+
+        from tiny_models import write_tiny_model
+
+        from specsearch.core import chat_template
+
+        monkeypatch.setattr(chat_template, "RENDER_SECONDS", 0.3)
+        with Engine(tiny["target"]) as good:
+            expected = good.render_chat(self.MESSAGES)
+        with Engine(write_tiny_model(tmp_path / f"{name}.gguf", 1, chat_template=template)) as hostile:
+            t0 = time.perf_counter()
+            with pytest.warns(chat_template.ChatTemplateWarning, match="built-in"):
+                text = hostile.render_chat(self.MESSAGES)
+            assert time.perf_counter() - t0 < 3
+            assert text == expected  # llama.cpp's ChatML
+            assert hostile.render_chat(self.MESSAGES) == expected  # remembered: no second wait
+
+    def test_unknown_kind_falls_back_to_a_transcript(self, tiny, tmp_path):
+        from tiny_models import write_tiny_model
+
+        from specsearch.core import chat_template
+
+        with Engine(write_tiny_model(tmp_path / "odd.gguf", 1, chat_template="{{ 'y' * 10000000000 }}")) as eng:
+            with pytest.warns(chat_template.ChatTemplateWarning):
+                text = eng.render_chat(self.MESSAGES)
+        assert text == "System: S\n\nUser: 2+2?\n\nAssistant:"

@@ -231,3 +231,39 @@ class TestRewardModels:
             lp = eng.score([ScoreRequest(req.tokens, req.positions, req.candidates)])[0][0]
             p = np.exp(lp)
             assert judge.score_last(QUESTION, [["3 + 4 = 7"]])[0] == pytest.approx(p[0] / (p[0] + p[1]), abs=1e-5)
+
+
+class TestConcurrentLoading:
+    def test_two_threads_share_one_load(self, tiny, monkeypatch):
+        """Two screens asking a Solver for the same models at once load each file once."""
+        import threading
+        import time
+
+        from specsearch.core import api
+        from specsearch.core import llama_adapter as lla
+
+        class SlowEngine(Engine):  # a slow load widens the window in which both threads look
+            def __init__(self, *args, **kwargs):
+                time.sleep(0.2)
+                super().__init__(*args, **kwargs)
+
+        monkeypatch.setattr(api, "Engine", SlowEngine)
+        before = lla.live_handles()["models"]
+        with Solver(small=tiny["draft"], large=tiny["target"], prm=tiny["draft"]) as s:
+            start = threading.Barrier(2)
+            got = []
+
+            def load():
+                start.wait()
+                got.append(s.models("specsearch"))
+
+            threads = [threading.Thread(target=load) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            a, b = got
+            assert a.small is b.small and a.large is b.large and a.prm is b.prm
+            assert a.speculative_decoder is b.speculative_decoder
+            assert lla.live_handles()["models"] == before + 2  # draft (also the PRM) and target
+        assert lla.live_handles()["models"] == before

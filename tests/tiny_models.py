@@ -80,11 +80,13 @@ def write_tiny_model(
     logit_scale: float = 3.0,
     name: str | None = None,
     extra_tokens: Sequence[str] = (),
+    chat_template: str = CHATML_TEMPLATE,
 ) -> Path:
     """Write a tiny llama GGUF to ``path`` and return the path.
 
     ``extra_tokens`` are appended to the vocabulary as special (control)
-    tokens, e.g. a PRM's step tag; without them the file is unchanged."""
+    tokens, e.g. a PRM's step tag; without them the file is unchanged.
+    ``chat_template`` replaces the ChatML template (say, a hostile one)."""
     path = Path(path)
     rng = np.random.default_rng(seed)
     tokens, types, merges = tiny_vocab(vocab_variant)
@@ -114,7 +116,7 @@ def write_tiny_model(
     w.add_bos_token_id(tokens.index("<s>"))
     w.add_eos_token_id(tokens.index("<|im_end|>"))
     w.add_add_bos_token(False)
-    w.add_chat_template(CHATML_TEMPLATE)
+    w.add_chat_template(chat_template)
 
     def normal(*shape: int, scale: float) -> np.ndarray:
         return (rng.standard_normal(shape) * scale).astype(np.float32)
