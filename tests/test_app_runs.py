@@ -7,6 +7,7 @@ import contextlib
 import json
 import threading
 from pathlib import Path
+from typing import Callable
 
 from app_fixtures import (  # noqa: F401
     QUESTION, app_models, ask, async_test, finished, make_app, saved, synthetic_result, wait_until,
@@ -38,6 +39,12 @@ class CountingApp(SpecSearchApp):
         self.ended.append(message)
 
 
+def app_heard(app: CountingApp, *runs: Run) -> Callable[[], bool]:
+    """A wait_until predicate: the terminal messages of ``runs`` have bubbled up to the app
+    (the screen handles them first; the app's queue gets them after)."""
+    return lambda: {r.id for r in runs} <= {m.run_id for m in app.ended}
+
+
 def counting_app(models, **overrides) -> CountingApp:
     plain = make_app(models, **overrides)
     return CountingApp(plain.settings_store, pool=plain.services.pool, check_models=False)
@@ -66,7 +73,8 @@ class TestBaselineAndSearch:
                 assert baseline is not None and baseline is not search and baseline.token is not search.token
                 baseline.cancel()
                 assert baseline.cancelled and not search.cancelled
-            await wait_until(pilot, lambda: not screen.running and saved(app)())
+            await wait_until(pilot, lambda: not screen.running and saved(app)() and app_heard(app, search, baseline)())
+            await pilot.pause()  # a second terminal message, if any, would arrive now
             # the search ran to its end; the baseline stopped at once, with nothing timed
             assert screen.live.result is not None and not screen.live.result.cancelled
             assert QUESTION not in app.services.baselines
@@ -85,7 +93,8 @@ class TestBaselineAndSearch:
                 baseline = screen.start_baseline(QUESTION)
                 search.cancel()
                 assert search.cancelled and not baseline.cancelled
-            await wait_until(pilot, lambda: not screen.running and saved(app)())
+            await wait_until(pilot, lambda: not screen.running and saved(app)() and app_heard(app, search, baseline)())
+            await pilot.pause()
             assert screen.live.result.cancelled
             assert app.services.baselines[QUESTION] > 0  # the baseline ran to its end and was measured
             counts = [m.run_id for m in app.ended]
@@ -100,7 +109,8 @@ class TestBaselineAndSearch:
                 search = screen.runs.get("search")
                 await pilot.press("escape")
                 assert search.cancelled
-            await wait_until(pilot, finished(screen))
+            await wait_until(pilot, lambda: finished(screen)() and app_heard(app, search)())
+            await pilot.pause()
             assert screen.live.result.cancelled and screen.live.result.nodes == []
             assert [m.run_id for m in app.ended] == [search.id]
             assert isinstance(app.ended[0], SearchCompleted)
