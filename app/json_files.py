@@ -2,13 +2,12 @@
 
 :func:`read_or_set_aside` reads a file and hands the parsed JSON to a parser;
 a file that does not parse, or parses to the wrong shape, is moved aside next
-to itself as ``<name>.corrupt-<time>`` (the model registry's convention, so
-every such file is found the same way), never deleted, and the caller gets
-:class:`SetAside`, whose message says which file went where and why.
-:func:`check_shape` compares parsed JSON with the type hints of the dataclass
-that will read it, so a null where text belongs is refused here rather than
-failing later in a widget.
-No Textual imports here.
+to itself as ``<name>.corrupt-<time>`` by the model registry's own
+``set_aside`` (so every such file is found the same way), never deleted, and
+the caller gets :class:`SetAside`, whose message says which file went where
+and why.  :func:`check_shape` compares parsed JSON with the type hints of the
+dataclass that will read it, so a null where text belongs is refused here
+rather than failing later in a widget.  No Textual imports here.
 """
 
 from __future__ import annotations
@@ -16,26 +15,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
-import time
 import types
 import typing
 from pathlib import Path
 from typing import Any, Callable, Literal, TypeVar, Union
 
+from specsearch.models.registry_file import set_aside
+
 T = TypeVar("T")
-
-
-def set_aside(path: Path) -> Path:
-    """Move ``path`` to ``<name>.corrupt-<time>`` beside it (numbered if two go aside in one
-    second); return the new path."""
-    stem = f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
-    aside, n = path.with_name(stem), 1
-    while aside.exists():
-        n += 1
-        aside = path.with_name(f"{stem}-{n}")
-    os.replace(path, aside)
-    return aside
 
 
 class SetAside(Exception):
@@ -53,7 +40,7 @@ def read_or_set_aside(path: Path, parse: Callable[[Any], T]) -> T:
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError; nesting too deep
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     try:
-        aside = set_aside(path)
+        aside = set_aside(path, "corrupt")
     except FileNotFoundError:
         raise  # another reader (the app and the history screen both list) set it aside first
     except OSError as exc:
