@@ -1,6 +1,7 @@
 """The Textual app: builds the shared services, the screens (each given the services),
 global bindings, the command palette, and the app-wide answers to screen messages
-(open a conversation, a failed history write)."""
+(open a conversation, a failed history write, files set aside).  Notifications are
+plain text (user and model text may hold brackets)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from typing import Any, Callable, Iterable
 from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from .history import Conversation, HistoryStore
-from .messages import HistoryListed, HistoryWritten, OpenConversation
+from .messages import FilesSetAside, HistoryListed, HistoryWritten, OpenConversation
 from .screens.chat import ChatScreen
 from .screens.history import HistoryScreen
 from .screens.models import ModelsScreen
@@ -54,6 +56,13 @@ class SpecSearchApp(App):
         for name, screen_class in SCREEN_CLASSES.items():  # each mode's screen is made with the services
             self.add_mode(name, lambda screen_class=screen_class: screen_class(self.services))
 
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every notification, from any screen, shows its text as written: messages carry error
+        text, model names and questions, whose brackets are not markup (``[/INST]`` would raise
+        MarkupError, ``[b]`` would vanish).  ``markup`` is accepted for Widget.notify and ignored."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
     # ------------------------------------------------------------ state ---
     @property
     def settings(self) -> Settings:
@@ -80,14 +89,22 @@ class SpecSearchApp(App):
     @work(thread=True, group="history-read")
     def read_question_history(self) -> None:
         try:
-            self.post_message(HistoryListed(tuple(self.services.history.list()[:100])))
+            listing = self.services.history.scan()
         except OSError:
-            pass
+            return
+        self.post_message(HistoryListed(tuple(listing.summaries[:100])))
+        if listing.set_aside:
+            self.post_message(FilesSetAside(tuple(listing.set_aside)))
 
     @on(HistoryListed)
     def _question_history(self, message: HistoryListed) -> None:
         # in place: the question boxes hold this list
         self.services.question_history[:0] = reversed([s.question for s in message.summaries if s.question])
+
+    @on(FilesSetAside)
+    def _files_set_aside(self, message: FilesSetAside) -> None:
+        for notice in message.notices:
+            self.notify(notice, title="File set aside", severity="warning", timeout=15)
 
     @on(HistoryWritten)
     def _history_written(self, message: HistoryWritten) -> None:

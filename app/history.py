@@ -3,8 +3,10 @@
 A conversation is saved as it happens (when a question is asked, after each
 search step, when the search ends), so a crash loses at most the last step.
 Each exchange keeps its searches as core :class:`SearchResult` records (read
-back with ``SearchResult.from_dict``).  Export to Markdown and JSON.  No
-Textual imports here: the app calls this module from worker threads.
+back with ``SearchResult.from_dict``).  A file that is not a conversation
+(bad JSON, or a null where the question belongs) is set aside when the folder
+is listed (app/json_files.py), and the listing says so.  Export to Markdown
+and JSON.  No Textual imports here: the app calls this module from worker threads.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from specsearch.core.tree import SearchResult, SearchStats
 from specsearch.models.locations import data_dir, history_dir
 
 from .formatting import FATE_SYMBOLS, FLAGGED, node_symbols
+from .json_files import SetAside, check_shape, read_or_set_aside
 
 Mode = Literal["chat", "race", "tutor"]
 Status = Literal["running", "done", "cancelled", "error"]
@@ -99,13 +102,23 @@ class Conversation:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Conversation":
-        return cls(
-            id=str(data["id"]),
-            created_at=float(data.get("created_at", 0.0)),
-            updated_at=float(data.get("updated_at", 0.0)),
-            exchanges=[Exchange.from_dict(e) for e in data.get("exchanges", [])],
-        )
+    def from_dict(cls, data: Any) -> "Conversation":
+        """A conversation from parsed JSON; ValueError naming the first field of the wrong shape."""
+        check_shape(data, cls)
+        try:
+            conv = cls(
+                id=str(data["id"]),
+                created_at=float(data.get("created_at", 0.0)),
+                updated_at=float(data.get("updated_at", 0.0)),
+                exchanges=[Exchange.from_dict(e) for e in data.get("exchanges", [])],
+            )
+        except KeyError as exc:
+            raise ValueError(f"missing field {exc}") from None
+        except TypeError as exc:  # a saved thought missing a field, or with one this version does not know
+            raise ValueError(str(exc)) from None
+        if not _ID_RE.match(conv.id):
+            raise ValueError(f"id: bad conversation id {conv.id!r}")
+        return conv
 
 
 @dataclass(frozen=True)
@@ -120,6 +133,14 @@ class Summary:
     n_exchanges: int
     answer: str | None
     status: str
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The history folder as read by :meth:`HistoryStore.scan`."""
+
+    summaries: list[Summary]  # newest first
+    set_aside: list[str]  # one notice per file set aside while listing
 
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -145,25 +166,36 @@ class HistoryStore:
         return path
 
     def load(self, conv_id: str) -> Conversation:
+        """ValueError when the file is not a conversation (it stays where it is)."""
         return Conversation.from_dict(json.loads(self.path(conv_id).read_text(encoding="utf-8")))
 
     def delete(self, conv_id: str) -> None:
         self.path(conv_id).unlink(missing_ok=True)
 
     def list(self) -> list[Summary]:
-        """Newest first; unreadable files are skipped."""
+        """Newest first (see :meth:`scan`)."""
+        return self.scan().summaries
+
+    def scan(self) -> Listing:
+        """Every conversation, newest first.  A file that is not JSON or not a conversation is
+        set aside (``<name>.corrupt-<time>``) and named in the listing's notices; a file that
+        cannot be read is skipped."""
         out: list[Summary] = []
+        notices: list[str] = []
         for path in self.directory.glob("*.json"):
             try:
-                conv = Conversation.from_dict(json.loads(path.read_text(encoding="utf-8")))
-            except (OSError, ValueError, KeyError, TypeError):
+                conv = read_or_set_aside(path, Conversation.from_dict)
+            except SetAside as exc:
+                notices.append(str(exc))
+                continue
+            except OSError:
                 continue
             last = conv.exchanges[-1] if conv.exchanges else None
             out.append(Summary(conv.id, conv.title, last.question if last else "", conv.mode, conv.updated_at,
                                len(conv.exchanges),
                                last.answer if last else None, last.status if last else "done"))
         out.sort(key=lambda s: (s.updated_at, s.id), reverse=True)
-        return out
+        return Listing(out, notices)
 
     # ----------------------------------------------------------- export ---
     def export(self, conv: Conversation, fmt: Literal["md", "json"], directory: Path | None = None) -> Path:

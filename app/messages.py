@@ -94,6 +94,14 @@ class HistoryListed(Message):
 
 
 @dataclass
+class FilesSetAside(Message):
+    """Files that were not what they should be were moved aside (app/json_files.py); one
+    notice per file.  Bubbles to the app, which shows them."""
+
+    notices: tuple[str, ...]
+
+
+@dataclass
 class ConversationLoaded(Message):
     """A saved conversation read back (``error``: why it could not be)."""
 

@@ -12,7 +12,10 @@ Layers, lowest first: the field defaults, ``settings.json`` in the user config
 dir, environment variables ``SPECSEARCH_<FIELD>`` (or the short name, e.g.
 ``SPECSEARCH_BEAM``), then ``specsearch-tui`` command-line options.  Env and
 command-line values apply to this run only: saving from the settings screen
-writes only what the user changed there.
+writes only what the user changed there.  A settings.json that is not an
+object of valid settings (bad JSON, a list, a field of the wrong type or out
+of range) is set aside as ``settings.json.corrupt-<time>`` and the defaults
+apply; :attr:`SettingsStore.warning` says so.
 
 No Textual imports here.
 """
@@ -20,7 +23,6 @@ No Textual imports here.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import typing
 from dataclasses import dataclass, fields
@@ -35,6 +37,8 @@ from specsearch.models import ROLES, ModelEntry
 from specsearch.models.resolve import LoadOverrides, ResolvedModels, registry_entries  # noqa: F401 (re-exported for screens)
 from specsearch.models.resolve import resolve_models as _resolve
 from specsearch.models.locations import config_dir
+
+from .json_files import SetAside, check_shape, read_or_set_aside
 
 
 @dataclass
@@ -149,6 +153,8 @@ def convert(name: str, value: Any) -> Any:
             return None
         raise ValueError(f"{name} needs a value")
     try:
+        if isinstance(value, bool) and kind is not bool:
+            raise ValueError  # JSON true/false where a number or text belongs
         if kind is bool:
             return _to_bool(value)
         if kind is int:
@@ -157,8 +163,10 @@ def convert(name: str, value: Any) -> Any:
             return int(value) if not isinstance(value, str) else int(value.strip())
         if kind is float:
             return float(value)
+        if not isinstance(value, str):
+            raise ValueError  # a list or a number where a name belongs
         # Model choices are names and paths (stray spaces dropped); search text is taken as written.
-        return str(value) if name in SEARCH_FIELD_NAMES else str(value).strip()
+        return value if name in SEARCH_FIELD_NAMES else value.strip()
     except (TypeError, ValueError):
         expected = "on or off" if kind is bool else kind.__name__
         raise ValueError(f"{name}: expected {expected}, got {value!r}") from None
@@ -197,6 +205,14 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
     return out
 
 
+def _saved_settings(data: Any) -> Settings:
+    """The settings in a parsed settings.json; ValueError if it is not an object of valid settings."""
+    check_shape(data, dict[str, Any])
+    settings = Settings.from_dict(data)
+    settings.validate()
+    return settings
+
+
 def settings_path() -> Path:
     return config_dir() / "settings.json"
 
@@ -215,11 +231,10 @@ class SettingsStore:
         path = settings_path()
         if path.exists():
             try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-                if not isinstance(data, dict):
-                    raise ValueError("not a JSON object")
-                saved = Settings.from_dict(data)
-            except (OSError, ValueError) as exc:
+                saved = read_or_set_aside(path, _saved_settings)
+            except SetAside as exc:
+                warning = str(exc)
+            except OSError as exc:
                 warning = f"{path} ignored: {exc}"
         overrides = implied_options(env_overrides(environ))
         overrides.update(implied_options({k: v for k, v in (cli_overrides or {}).items() if v is not None}))

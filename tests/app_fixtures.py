@@ -94,6 +94,17 @@ def saved(app: SpecSearchApp) -> Callable[[], bool]:
     return history_saved
 
 
+def notices(app: SpecSearchApp) -> list[str]:
+    """Every notification the app has shown (still showing), as "title: message"."""
+    return [f"{n.title}: {n.message}" if n.title else n.message for n in app._notifications]
+
+
+def toast_texts(app: SpecSearchApp) -> list[str]:
+    """The text of the notifications on screen, as rendered (markup would have been applied here).
+    Only with ``app.run_test(notifications=True)``: tests run without toasts otherwise."""
+    return [toast.render().plain for toast in app.screen.query("Toast")]
+
+
 def make_app(models: dict[str, Path] | None, check_models: bool = False, start_mode: str = "chat",
              batch_invariant: bool = False, **overrides: Any) -> SpecSearchApp:
     """The app with ``models`` and the FAST search settings given as command-line overrides.

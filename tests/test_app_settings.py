@@ -66,7 +66,9 @@ class TestSettingsStore:
     def test_corrupt_file_is_reported_not_fatal(self):
         settings_path().write_text("{oops", encoding="utf-8")
         store = SettingsStore.load(environ={})
-        assert store.effective == Settings() and "ignored" in store.warning
+        assert store.effective == Settings() and "set aside" in store.warning
+        [aside] = settings_path().parent.glob("settings.json.corrupt-*")  # kept, not deleted
+        assert aside.read_text(encoding="utf-8") == "{oops"
 
     def test_models_resolve_to_specs_and_prm_defaults_to_small(self, tiny):
         s = Settings(small=str(tiny["draft"]), large=str(tiny["target"]), n_ctx_small=1024, n_threads=1)

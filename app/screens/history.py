@@ -19,7 +19,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from specsearch.core.text import one_line
 
 from ..history import HistoryStore, Summary
-from ..messages import ConversationLoaded, HistoryListed, HistoryWritten, OpenConversation
+from ..messages import ConversationLoaded, FilesSetAside, HistoryListed, HistoryWritten, OpenConversation
 from ..services import AppServices
 
 
@@ -64,7 +64,10 @@ class HistoryScreen(Screen):
 
     @work(thread=True, exclusive=True, group="history-list")
     def read_list(self) -> None:
-        self.post_message(HistoryListed(tuple(self.store.list())))
+        listing = self.store.scan()
+        self.post_message(HistoryListed(tuple(listing.summaries)))
+        if listing.set_aside:
+            self.post_message(FilesSetAside(tuple(listing.set_aside)))
 
     @on(HistoryListed)
     def _listed(self, message: HistoryListed) -> None:

@@ -116,8 +116,9 @@ class ModelsScreen(Screen):
         self.catalog_items = catalog()
         for e in self.local:
             roles = ", ".join(r for r, d in defaults.items() if d.name == e.name)
-            local.add_row(Text(e.name), roles, e.role or "–", human_bytes(e.size_bytes), e.quantization,
-                          Text(e.path), key=e.name)
+            # Text cells: names and fields read from registry.json and GGUF files are not markup
+            local.add_row(Text(e.name), roles, Text(e.role or "–"), human_bytes(e.size_bytes),
+                          Text(e.quantization or ""), Text(e.path), key=e.name)
         for c in self.catalog_items:
             cat.add_row(Text(c.name), c.role, c.family, human_bytes(c.size_bytes), Text(c.notes), key=c.name)
         if problem:

@@ -93,9 +93,10 @@ class SettingsScreen(Screen):
             default = defaults.get(name)
             fallback = "the small model as judge" if name == "prm" else "none set"
             blank = f"(default: {default.name})" if default is not None else f"(default: {fallback})"
-            options = [(blank, "")] + [(f"{e.name}  [{e.role or '-'}]", e.name) for e in entries]
+            # Text prompts: model names and paths are not markup (and "[small]" stays visible)
+            options = [(Text(blank), "")] + [(Text(f"{e.name}  [{e.role or '-'}]"), e.name) for e in entries]
             if value and value not in {e.name for e in entries}:
-                options.append((value, value))  # a path given by env, command line or an older save
+                options.append((Text(value), value))  # a path given by env, command line or an older save
             return Select(options, value=value or "", allow_blank=False, id=wid, classes="control")
         if option.choices is not None:
             return Select([(c, c) for c in option.choices], value=value, allow_blank=False, id=wid, classes="control")
