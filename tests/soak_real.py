@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from specsearch.core import Solver
+from specsearch.core import ModelSpec, Solver
 from specsearch.core import events as ev
 from specsearch.core import llama_adapter as lla
 from specsearch.core.config import SearchConfig
@@ -49,6 +49,9 @@ def main() -> int:
     parser.add_argument("folder", type=Path, help=f"folder holding {SMALL} and {LARGE}")
     parser.add_argument("--solves", type=int, default=30)
     parser.add_argument("--warm-up", type=int, default=4, help="solves before the baseline RSS is taken")
+    parser.add_argument("--max-depth", type=int, default=8, help="steps per search (default 8)")
+    parser.add_argument("--max-step-tokens", type=int, default=128, help="tokens per step (default 128)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads per model (default: all cores)")
     args = parser.parse_args()
     small, large = args.folder / SMALL, args.folder / LARGE
     for path in (small, large):
@@ -58,7 +61,8 @@ def main() -> int:
     threads = threading.active_count()
     print(f"start: RSS {rss_kb()} KiB, threads {threads}, llama.cpp handles {lla.live_handles()}")
     t0 = time.perf_counter()
-    with Solver(small=small, large=large, prm=small) as solver:
+    spec = {role: ModelSpec(str(path), n_threads=args.threads) for role, path in (("small", small), ("large", large))}
+    with Solver(small=spec["small"], large=spec["large"], prm=spec["small"]) as solver:
         warm = warm_peak = None
         for i in range(args.solves):
             if i == args.warm_up:
@@ -71,7 +75,8 @@ def main() -> int:
                 if i % 5 == 0 and isinstance(event, ev.StepStarted) and event.step == 2:
                     token.cancel()
 
-            config = SearchConfig(method=METHODS[i % len(METHODS)], max_depth=8, max_step_tokens=128, seed=i)
+            config = SearchConfig(method=METHODS[i % len(METHODS)], max_depth=args.max_depth,
+                                  max_step_tokens=args.max_step_tokens, seed=i)
             s0 = time.perf_counter()
             result = solver.solve(QUESTIONS[i % len(QUESTIONS)], config, on_event=on_event, cancel=token)
             live = {role: e.live_sequences for role, e in solver._engines.items()}
