@@ -17,14 +17,13 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from specsearch.core.atomic import atomic_write_bytes
-from specsearch.core.config import SearchConfig
+from specsearch.core.config import SearchConfig, search_options
 
 log = logging.getLogger(__name__)
 
@@ -48,25 +47,21 @@ class Variant:
         return dataclasses.replace(config, **self.overrides())
 
 
-def _field_types() -> dict[str, Any]:
-    hints = typing.get_type_hints(SearchConfig)
-    return {f.name: hints[f.name] for f in dataclasses.fields(SearchConfig)}
+def _kinds() -> dict[str, type]:
+    """SearchConfig field -> the type a typed-in value becomes (core.config's options)."""
+    return {o.name: o.kind for o in search_options()}
 
 
 def _convert(field: str, text: str) -> Any:
-    kind = _field_types()[field]
-    if kind is bool:
-        if text.lower() in ("1", "true", "yes", "on"):
-            return True
-        if text.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"{field} takes true or false, not {text!r}")
+    kind = _kinds()[field]
     if kind in (int, float):
         try:
             return kind(text)
         except ValueError:
             raise ValueError(f"{field} takes a number, not {text!r}") from None
-    return text  # str and Literal fields: SearchConfig validates the value
+    if kind is not str:
+        raise ValueError(f"{field} cannot be set from a label")
+    return text  # text and choice fields: SearchConfig validates the value
 
 
 def _format_value(value: Any) -> str:
@@ -87,7 +82,7 @@ def parse_variant(label: str) -> Variant:
     field = field.strip().replace("-", "_")
     if not eq or not field or not text.strip():
         raise ValueError(f"{label!r}: a variant is METHOD{SEP}FIELD=VALUE, e.g. specsearch{SEP}threshold_margin=0.01")
-    if field not in _field_types() or field == "method":
+    if field not in _kinds() or field == "method":
         raise ValueError(f"{label!r}: {field!r} is not a search option")
     value = _convert(field, text.strip())
     SearchConfig(**{field: value})  # its own checks (ranges) apply to the value
