@@ -61,20 +61,28 @@ def solver_held(app):
         lock.release()
 
 
+@contextlib.asynccontextmanager
+async def search_and_baseline(pilot, app):
+    """A search and an ar baseline of the same question, both started while the Solver is held;
+    on exit, waits until both have ended, the app heard each, and history is saved."""
+    with solver_held(app):
+        screen = await ask(pilot, QUESTION)
+        search = screen.runs.get("search")
+        baseline = screen.start_baseline(QUESTION)
+        yield screen, search, baseline
+    await wait_until(pilot, lambda: not screen.running and saved(app)() and app_heard(app, search, baseline)())
+    await pilot.pause()  # a second terminal message, if any, would arrive now
+
+
 class TestBaselineAndSearch:
     @async_test
     async def test_a_baseline_started_during_a_search_cannot_cancel_it(self, app_models):
         app = counting_app(app_models)
         async with app.run_test(size=(140, 45)) as pilot:
-            with solver_held(app):
-                screen = await ask(pilot, QUESTION)
-                search = screen.runs.get("search")
-                baseline = screen.start_baseline(QUESTION)
+            async with search_and_baseline(pilot, app) as (screen, search, baseline):
                 assert baseline is not None and baseline is not search and baseline.token is not search.token
                 baseline.cancel()
                 assert baseline.cancelled and not search.cancelled
-            await wait_until(pilot, lambda: not screen.running and saved(app)() and app_heard(app, search, baseline)())
-            await pilot.pause()  # a second terminal message, if any, would arrive now
             # the search ran to its end; the baseline stopped at once, with nothing timed
             assert screen.live.result is not None and not screen.live.result.cancelled
             assert QUESTION not in app.services.baselines
@@ -87,14 +95,9 @@ class TestBaselineAndSearch:
     async def test_cancelling_the_search_leaves_the_baseline_running(self, app_models):
         app = counting_app(app_models)
         async with app.run_test(size=(140, 45)) as pilot:
-            with solver_held(app):
-                screen = await ask(pilot, QUESTION)
-                search = screen.runs.get("search")
-                baseline = screen.start_baseline(QUESTION)
+            async with search_and_baseline(pilot, app) as (screen, search, baseline):
                 search.cancel()
                 assert search.cancelled and not baseline.cancelled
-            await wait_until(pilot, lambda: not screen.running and saved(app)() and app_heard(app, search, baseline)())
-            await pilot.pause()
             assert screen.live.result.cancelled
             assert app.services.baselines[QUESTION] > 0  # the baseline ran to its end and was measured
             counts = [m.run_id for m in app.ended]
