@@ -120,7 +120,8 @@ class Settings(_SearchFields, ModelSettings):
         if "fixed_beta" in data and data["fixed_beta"] is None:
             del data["fixed_beta"]  # files saved before threshold_mode was a setting: null meant adaptive
         data = implied_options(data)  # ... and a number meant fixed
-        return dataclasses.replace(cls(), **{k: convert(k, v) for k, v in data.items() if k in FIELD_NAMES})
+        options = setting_options()
+        return dataclasses.replace(cls(), **{k: convert(k, v, options[k]) for k, v in data.items() if k in FIELD_NAMES})
 
 
 FIELD_NAMES = tuple(f.name for f in fields(Settings))
@@ -138,15 +139,11 @@ def field_docs() -> dict[str, str]:
     return {name: option.help for name, option in setting_options().items()}
 
 
-def field_type(name: str) -> type:
-    """bool, int, float or str: the base type of a field."""
-    return setting_options()[name].kind
-
-
-def convert(name: str, value: Any) -> Any:
-    """``value`` (from JSON, an env var or a form) as the type of field ``name``.
+def convert(name: str, value: Any, option: Option | None = None) -> Any:
+    """``value`` (from JSON, an env var or a form) as the type of field ``name``
+    (``option``: its Option, when the caller already has them all).
     Empty strings and None mean "unset" for optional fields."""
-    option = setting_options()[name]
+    option = option or setting_options()[name]
     kind = option.kind
     if value is None or (isinstance(value, str) and value.strip() == "" and (option.optional or kind is not str)):
         if option.optional:
@@ -199,7 +196,7 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
         for key in (env_name(name), *(env_name(alias) for alias in option.aliases)):
             if key in environ:
                 try:
-                    out[name] = convert(name, environ[key])
+                    out[name] = convert(name, environ[key], option)
                 except ValueError as exc:
                     raise ValueError(f"{key}: {exc}") from None
     return out

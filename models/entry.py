@@ -15,11 +15,13 @@ import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from specsearch.core.engine import LOAD_BOUNDS
 from specsearch.core.errors import SpecSearchError
 from specsearch.core.methods import MODEL_ROLES
 
-INT32_MAX = 2**31 - 1  # llama.cpp keeps these counts in 32-bit fields: larger values wrap
-MAX_THREADS = 512  # ggml's GGML_MAX_N_THREADS
+# The engine's own limits (LoadOptions): a setting the registry accepts is one a load accepts.
+INT32_MAX = int(LOAD_BOUNDS["n_ctx"].high)
+MAX_THREADS = int(LOAD_BOUNDS["n_threads"].high)
 
 
 class BadEntryError(ValueError):

@@ -18,6 +18,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
+from specsearch.core.options import Option
+
 from ..settings import FIELD_NAMES, ROLES, Settings, SettingsStore, registry_entries, setting_options, settings_path
 
 NOT_IN_FORM = {
@@ -69,7 +71,7 @@ class SettingsScreen(Screen):
                 option = options[name]
                 with Horizontal(classes="row"):
                     yield Label(TITLES.get(name, name.replace("_", " ")))
-                    yield self._control(name, entries, defaults)
+                    yield self._control(option, entries, defaults)
                     with Vertical():
                         yield Static(Text(" ".join(filter(None, (option.help, option.choice_help)))),
                                      classes="help")
@@ -85,9 +87,9 @@ class SettingsScreen(Screen):
     def on_mount(self) -> None:
         self.sub_title = "settings"
 
-    def _control(self, name: str, entries: list[Any], defaults: dict[str, Any]):
+    def _control(self, option: Option, entries: list[Any], defaults: dict[str, Any]):
+        name = option.name
         value = getattr(self.settings, name)
-        option = setting_options()[name]
         wid = f"set-{name}"
         if name in ROLES:
             default = defaults.get(name)
