@@ -503,10 +503,7 @@ class Engine(TokenGenerator):
             if not reuse:
                 self.reset_cache()
             leases = [held.enter_context(self.lease(r.tokens, limit)) for r, limit in zip(requests, limits)]
-            try:
-                return self._hidden_states(requests, leases)
-            finally:
-                lla.set_embeddings(self._ctx, False)
+            return self._hidden_states(requests, leases)  # it switches embeddings off again itself
 
     def _in_fitting_groups(self, requests: Sequence, run: Callable[[Sequence], list]) -> list:
         """``run(requests)``; when their tokens do not fit the KV cache together, each
