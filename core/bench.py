@@ -35,9 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from specsearch.core.answers import extract_answer, is_equivalent
-from specsearch.core.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from specsearch.core.atomic import atomic_write_json, atomic_write_text
 from specsearch.core.bench_variants import CURVE_FILE, parse_variant, write_curve
 from specsearch.core.datasets import Problem
+from specsearch.core.plots import two_panel_png
 from specsearch.core.prm_info import prm_label, prm_of
 from specsearch.core.tree import SearchResult
 
@@ -334,56 +335,39 @@ def _write_csv(path: Path, records: list[Mapping[str, Any]]) -> None:
 
 def write_plot(methods: Mapping[str, MethodSummary], path: Path) -> Path | None:
     """plot.png: accuracy vs mean latency, and mean time per phase (stacked).
-
-    Uses matplotlib's Agg canvas directly (no pyplot, no global backend
-    switch), so it is safe from worker threads.  Returns None (and logs) when
-    matplotlib is not installed.
-    """
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        log.warning("matplotlib is not installed; %s not written", path)
-        return None
-
+    None (and a warning) when matplotlib is not installed."""
     names = [m for m, s in methods.items() if s.n > 0]
-    fig = Figure(figsize=(11, 4.5), dpi=100)
-    FigureCanvasAgg(fig)
-    ax1, ax2 = fig.subplots(1, 2)
 
-    for name in names:
-        s = methods[name]
-        x, y = s.mean_latency_s or 0.0, 100.0 * (s.accuracy or 0.0)
-        ax1.scatter([x], [y], s=60, zorder=3)
-        ax1.annotate(name, (x, y), textcoords="offset points", xytext=(6, 6))
-    ax1.set_xlabel("mean latency per problem (s)")
-    ax1.set_ylabel("accuracy (%)")
-    ax1.set_title("Accuracy vs latency")
-    ax1.set_ylim(-5, 105)
-    max_x = max((methods[n].mean_latency_s or 0.0 for n in names), default=0.0)
-    ax1.set_xlim(0, max_x * 1.2 if max_x > 0 else 1.0)
-    ax1.grid(True, alpha=0.3)
+    def draw(ax1, ax2) -> None:
+        for name in names:
+            s = methods[name]
+            x, y = s.mean_latency_s or 0.0, 100.0 * (s.accuracy or 0.0)
+            ax1.scatter([x], [y], s=60, zorder=3)
+            ax1.annotate(name, (x, y), textcoords="offset points", xytext=(6, 6))
+        ax1.set_xlabel("mean latency per problem (s)")
+        ax1.set_ylabel("accuracy (%)")
+        ax1.set_title("Accuracy vs latency")
+        ax1.set_ylim(-5, 105)
+        max_x = max((methods[n].mean_latency_s or 0.0 for n in names), default=0.0)
+        ax1.set_xlim(0, max_x * 1.2 if max_x > 0 else 1.0)
+        ax1.grid(True, alpha=0.3)
 
-    phases = _phase_order({p for n in names for p in methods[n].mean_phase_seconds})
-    bottoms = [0.0] * len(names)
-    xs = list(range(len(names)))
-    for phase in phases:
-        heights = [methods[n].mean_phase_seconds.get(phase, 0.0) for n in names]
-        ax2.bar(xs, heights, bottom=bottoms, label=phase)
-        bottoms = [b + h for b, h in zip(bottoms, heights)]
-    ax2.set_xticks(xs)
-    ax2.set_xticklabels(names)
-    ax2.set_ylabel("mean seconds per problem")
-    ax2.set_title("Time by phase")
-    if phases:
-        ax2.legend(fontsize="small")
-    ax2.grid(True, axis="y", alpha=0.3)
+        phases = _phase_order({p for n in names for p in methods[n].mean_phase_seconds})
+        bottoms = [0.0] * len(names)
+        xs = list(range(len(names)))
+        for phase in phases:
+            heights = [methods[n].mean_phase_seconds.get(phase, 0.0) for n in names]
+            ax2.bar(xs, heights, bottom=bottoms, label=phase)
+            bottoms = [b + h for b, h in zip(bottoms, heights)]
+        ax2.set_xticks(xs)
+        ax2.set_xticklabels(names)
+        ax2.set_ylabel("mean seconds per problem")
+        ax2.set_title("Time by phase")
+        if phases:
+            ax2.legend(fontsize="small")
+        ax2.grid(True, axis="y", alpha=0.3)
 
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    return two_panel_png(path, draw)
 
 
 # --------------------------------------------------------------------------- runner

@@ -15,17 +15,14 @@ one point per value, beside ar's accuracy (the quality a method should keep).
 from __future__ import annotations
 
 import dataclasses
-import io
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from specsearch.core.atomic import atomic_write_bytes
 from specsearch.core.config import SearchConfig, search_options
+from specsearch.core.plots import two_panel_png
 
-log = logging.getLogger(__name__)
 
 CURVE_FILE = "curve.png"
 SEP = "@"
@@ -114,50 +111,40 @@ def curve_series(summaries: Mapping[str, Any]) -> dict[tuple[str, str], list[tup
     return {k: sorted(p.items(), key=lambda kv: kv[0]) for k, p in groups.items() if len(p) >= 2}
 
 
-def _get(summary: Any, name: str) -> Any:
-    return summary.get(name) if isinstance(summary, Mapping) else getattr(summary, name)
-
-
 def write_curve(summaries: Mapping[str, Any], path: Path) -> Path | None:
     """curve.png: per swept field, accuracy and speed-up vs ar against thought
     acceptance (values annotated), with ar's accuracy and the ar - 2 points line.
-    None when nothing was swept (or matplotlib is missing)."""
+    ``summaries``: label -> MethodSummary.  None when nothing was swept (or
+    matplotlib is missing)."""
     series = curve_series(summaries)
     if not series:
         return None
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        log.warning("matplotlib is not installed; %s not written", path)
-        return None
-    fig = Figure(figsize=(11, 4.5), dpi=100)
-    FigureCanvasAgg(fig)
-    ax_acc, ax_speed = fig.subplots(1, 2)
-    ar = summaries.get("ar")
-    if ar is not None and _get(ar, "accuracy") is not None:
-        acc = 100.0 * _get(ar, "accuracy")
-        ax_acc.axhline(acc, color="grey", linestyle="--", label=f"ar {acc:.0f} %")
-        ax_acc.axhline(acc - 2, color="grey", linestyle=":", label="ar − 2 points")
-    ax_speed.axhline(1.0, color="grey", linestyle="--", label="ar speed")
-    for (method, field), points in series.items():
-        xs = [100.0 * (_get(s, "thought_acceptance_rate") or 0.0) for _, s in points]
-        accs = [100.0 * (_get(s, "accuracy") or 0.0) for _, s in points]
-        speeds = [_get(s, "speedup_vs_ar") or 0.0 for _, s in points]
-        name = f"{method}, {field}"
-        ax_acc.plot(xs, accs, marker="o", label=name)
-        ax_speed.plot(xs, speeds, marker="o", label=name)
-        for (value, _), x, a, sp in zip(points, xs, accs, speeds):
-            ax_acc.annotate(_format_value(value), (x, a), textcoords="offset points", xytext=(5, 5), fontsize="small")
-            ax_speed.annotate(_format_value(value), (x, sp), textcoords="offset points", xytext=(5, 5), fontsize="small")
-    ax_acc.set(xlabel="thought acceptance (%)", ylabel="accuracy (%)", title="Accuracy vs acceptance", ylim=(-5, 105))
-    ax_speed.set(xlabel="thought acceptance (%)", ylabel="speed-up vs ar (×)", title="Speed-up vs acceptance")
-    for ax in (ax_acc, ax_speed):
-        ax.set_xlim(-5, 105)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="small")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+
+    def draw(ax_acc, ax_speed) -> None:
+        ar = summaries.get("ar")
+        if ar is not None and ar.accuracy is not None:
+            acc = 100.0 * ar.accuracy
+            ax_acc.axhline(acc, color="grey", linestyle="--", label=f"ar {acc:.0f} %")
+            ax_acc.axhline(acc - 2, color="grey", linestyle=":", label="ar − 2 points")
+        ax_speed.axhline(1.0, color="grey", linestyle="--", label="ar speed")
+        for (method, field), points in series.items():
+            xs = [100.0 * (s.thought_acceptance_rate or 0.0) for _, s in points]
+            accs = [100.0 * (s.accuracy or 0.0) for _, s in points]
+            speeds = [s.speedup_vs_ar or 0.0 for _, s in points]
+            name = f"{method}, {field}"
+            ax_acc.plot(xs, accs, marker="o", label=name)
+            ax_speed.plot(xs, speeds, marker="o", label=name)
+            for (value, _), x, a, sp in zip(points, xs, accs, speeds):
+                ax_acc.annotate(_format_value(value), (x, a), textcoords="offset points", xytext=(5, 5),
+                                fontsize="small")
+                ax_speed.annotate(_format_value(value), (x, sp), textcoords="offset points", xytext=(5, 5),
+                                  fontsize="small")
+        ax_acc.set(xlabel="thought acceptance (%)", ylabel="accuracy (%)", title="Accuracy vs acceptance",
+                   ylim=(-5, 105))
+        ax_speed.set(xlabel="thought acceptance (%)", ylabel="speed-up vs ar (×)", title="Speed-up vs acceptance")
+        for ax in (ax_acc, ax_speed):
+            ax.set_xlim(-5, 105)
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize="small")
+
+    return two_panel_png(path, draw)
