@@ -26,6 +26,7 @@ from .errors import SpecSearchError
 from .events import CancelToken, SearchEvent, SearchFinished, SearchStarted
 from .generators import Models
 from .methods import get_method
+from .offload import Offload
 from .prm import DEFAULT_PRM_KIND, RewardModel, make_prm, prm_kind
 from .prm_info import PRM_KEY, describe_prm
 from .search import run_search
@@ -103,6 +104,11 @@ class Solver:
             else:
                 self._engines[role] = Engine(model_file.path, model_file.options(self.batch_invariant))
         return self._engines[role]
+
+    def offload(self) -> dict[str, Offload]:
+        """Where each loaded model's layers are (role -> Offload); roles not loaded yet are absent."""
+        with self._load_lock:
+            return {role: engine.offload for role, engine in self._engines.items()}
 
     def models(self, method: str) -> Models:
         """The models ``method`` needs (its roles in core.methods), loaded; a missing one stays None
