@@ -26,6 +26,13 @@ def gpu_warnings(app) -> list[str]:
     return [n for n in notices(app) if n.startswith("GPU: ")]
 
 
+async def searched(pilot):
+    """The chat screen once a search of QUESTION has finished."""
+    screen = await ask(pilot, QUESTION)
+    await wait_until(pilot, finished(screen))
+    return screen
+
+
 def shown_text(widget) -> str:
     return "\n".join(widget.render_line(y).text for y in range(widget.size.height))
 
@@ -35,8 +42,7 @@ class TestStatisticsPanel:
     async def test_each_model_shows_its_backend_and_layers(self, app_models):
         app = make_app(app_models)
         async with app.run_test(size=(140, 45)) as pilot:
-            screen = await ask(pilot, QUESTION)
-            await wait_until(pilot, finished(screen))
+            screen = await searched(pilot)
             panel = screen.query_one(SearchPanel)
             rows = {k: v for k, v in panel.stats.rows.items() if k.endswith(" model") and k != "reward model"}
             assert rows == {"small model": on_cpu(app_models["small"]), "large model": on_cpu(app_models["large"]),
@@ -51,8 +57,7 @@ class TestWarning:
     async def test_gpu_layers_in_the_settings_are_a_warning_once_per_loaded_models(self, app_models):
         app = make_app(app_models, n_gpu_layers_large=6)
         async with app.run_test(size=(140, 45)) as pilot:
-            screen = await ask(pilot, QUESTION)
-            await wait_until(pilot, finished(screen))
+            screen = await searched(pilot)
             await wait_until(pilot, lambda: gpu_warnings(app))
             assert gpu_warnings(app) == [
                 "GPU: GPU layers asked for (large 6) but this llama.cpp build has no GPU offload: the models run on "
@@ -60,8 +65,7 @@ class TestWarning:
             # the search ran, on the CPU
             assert screen.query_one(SearchPanel).stats.rows["large model"] == on_cpu(app_models["large"])
             await pilot.press("ctrl+n")
-            screen = await ask(pilot, QUESTION)  # the same models, still loaded: no second warning
-            await wait_until(pilot, finished(screen))
+            await searched(pilot)  # the same models, still loaded: no second warning
             assert len(gpu_warnings(app)) == 1
 
     @async_test
@@ -107,8 +111,7 @@ class TestModelManager:
             assert on_cpu(app_models["large"]) in shown_text(table)  # on screen
 
             await pilot.press("f2")
-            chat = await ask(pilot, QUESTION)
-            await wait_until(pilot, finished(chat))
+            await searched(pilot)
             await pilot.press("f6")
             await wait_until(pilot, lambda: backend("big") == on_cpu(app_models["large"]))  # loaded now
             assert backend("little") == on_cpu(app_models["small"])
