@@ -125,11 +125,8 @@ def _ggml_libs() -> tuple[ctypes.CDLL, ctypes.CDLL] | None:
     """(libggml-base, libggml) with the signatures used here; None when they cannot be opened."""
     global _ggml_cache
     if _ggml_cache is None:
-        libdir = os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
-        try:
-            base = ctypes.CDLL(os.path.join(libdir, "libggml-base.so"))
-            ggml = ctypes.CDLL(os.path.join(libdir, "libggml.so"))
-        except OSError:
+        base, ggml = _open_lib("ggml-base"), _open_lib("ggml")
+        if base is None or ggml is None:
             return None
         p, s = ctypes.c_void_p, ctypes.c_size_t
         for lib, fn, res, args in (
@@ -147,6 +144,19 @@ def _ggml_libs() -> tuple[ctypes.CDLL, ctypes.CDLL] | None:
             getattr(lib, fn).restype, getattr(lib, fn).argtypes = res, args
         _ggml_cache = (base, ggml)
     return _ggml_cache
+
+
+def _open_lib(name: str) -> ctypes.CDLL | None:
+    """One of the shared libraries llama-cpp-python ships (Linux, macOS or Windows naming)."""
+    libdir = os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
+    for file in (f"lib{name}.so", f"lib{name}.dylib", f"{name}.dll"):
+        path = os.path.join(libdir, file)
+        if os.path.exists(path):
+            try:
+                return ctypes.CDLL(path)
+            except OSError:
+                return None
+    return None
 
 
 def backend_devices() -> list[BackendDevice]:
