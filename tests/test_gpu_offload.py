@@ -58,6 +58,13 @@ class TestCPUOnlyBuild:
             assert engine.offload == Offload("CPU", 0, total_layers(tiny["target"]), requested)
             assert engine.offload.total == engine.facts.n_layer + 1
 
+    def test_speculation_costs_verification_as_on_the_cpu_whatever_was_asked(self, tiny):
+        from specsearch.core.speculative import SpeculativeDecoder
+
+        with Engine(tiny["target"], LoadOptions(n_gpu_layers=8, n_threads=1)) as target, \
+                Engine(tiny["draft"], LoadOptions(n_threads=1)) as draft:
+            assert SpeculativeDecoder(target, draft).policy.verify_growth == 1.0  # the CPU's, not a GPU's 0.1
+
     def test_planned_offload_is_the_loaded_one(self, tiny):
         with Engine(tiny["target"], LoadOptions(n_gpu_layers=7, n_threads=1)) as engine:
             assert planned_offload(7, read_gguf_info(tiny["target"]).n_layers) == engine.offload
