@@ -10,6 +10,7 @@ core.methods names); a PRM file that is also the small or large model shares
 that model's engine (and memory).
 Searches run on the caller's thread, one at a time; events arrive on it too.
 Loading is thread-safe: callers on several threads share one load of each model.
+``Solver.offload()`` says where each loaded model's layers are (core/offload.py).
 """
 
 from __future__ import annotations

@@ -19,6 +19,9 @@ hidden_states and the speculative decoder (core/speculative.py) all share:
 ``lease`` / ``lease_prompts`` hand out ``KVLease``s (core/kv_slots.py: fork,
 truncate, release on exit), and ``evaluate`` feeds tokens to any number of
 leases in as few decodes as possible.
+
+``Engine.offload`` (core/offload.py) says where the model's layers went
+(backend, layers on the GPU of all) once it is loaded.
 """
 
 from __future__ import annotations
