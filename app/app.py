@@ -14,7 +14,7 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from .history import Conversation, HistoryStore
-from .messages import FilesSetAside, HistoryListed, HistoryWritten, OpenConversation
+from .messages import FilesSetAside, HistoryListed, HistoryWritten, ModelsLoaded, OpenConversation
 from .screens.chat import ChatScreen
 from .screens.history import HistoryScreen
 from .screens.models import ModelsScreen
@@ -105,6 +105,11 @@ class SpecSearchApp(App):
     def _files_set_aside(self, message: FilesSetAside) -> None:
         for notice in message.notices:
             self.notify(notice, title="File set aside", severity="warning", timeout=15)
+
+    @on(ModelsLoaded)
+    def _models_loaded(self, message: ModelsLoaded) -> None:
+        if message.warning:  # GPU layers asked of a CPU-only build: once per loaded set of models
+            self.notify(message.warning, title="GPU", severity="warning", timeout=12)
 
     @on(HistoryWritten)
     def _history_written(self, message: HistoryWritten) -> None:

@@ -30,6 +30,7 @@ class LiveSearch:
         self.stats = SearchStats()
         self.best_beam: int | None = None  # best node of the latest beam selection
         self.result: SearchResult | None = None
+        self.models: dict[str, str] = {}  # role -> where its layers are ("CPU · 0/25 layers on GPU")
         self.started = time.monotonic()
         self.finished_at: float | None = None
         self._dirty: set[int] = set()

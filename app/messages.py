@@ -39,6 +39,17 @@ class SearchStatus(Message):
 
 
 @dataclass
+class ModelsLoaded(Message):
+    """A run's models are loaded: where each one's layers are (role -> "CPU · 0/25 layers on GPU"),
+    and ``warning`` when GPU layers were asked of a build without GPU offload (once per loaded
+    set of models).  Screens show the layers; it bubbles to the app, which shows the warning."""
+
+    run_id: int
+    offload: dict[str, str]
+    warning: str | None = None
+
+
+@dataclass
 class SearchEvents(Message):
     """A batch of core events, in emission order.  The core's SearchFinished is not among
     them: the result reaches the screen once, in :class:`SearchCompleted`."""
@@ -135,6 +146,7 @@ class RegistryRead(Message):
     entries: tuple[Any, ...] = ()
     defaults: dict[str, Any] | None = None  # role -> ModelEntry
     error: str | None = None
+    offload: dict[str, str] | None = None  # name -> where its layers are (as loaded, else as planned)
 
 
 @dataclass

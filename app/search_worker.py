@@ -1,7 +1,9 @@
 """Running searches off the UI thread.
 
 :class:`SolverPool` keeps one :class:`~specsearch.core.Solver` (models stay
-loaded between questions) and replaces it when the model settings change.
+loaded between questions) and replaces it when the model settings change; it
+also says where the loaded models' layers are and, once per loaded solver,
+warns about GPU layers a CPU-only build cannot offload.
 :class:`EventBatcher` turns the core's event stream into at most
 ``1/interval`` messages a second.  :func:`run_search_job` is the body of a
 search run's thread worker (app/runs.py): it only ever *posts* messages, and
@@ -21,9 +23,10 @@ from textual.message import Message
 from specsearch.core.api import Solver
 from specsearch.core.errors import SpecSearchError
 from specsearch.core.events import CancelToken, SearchEvent, SearchFinished
+from specsearch.core.offload import Offload, offload_warning
 from specsearch.core.tree import SearchResult
 
-from .messages import SearchCompleted, SearchEvents, SearchFailed, SearchStatus
+from .messages import ModelsLoaded, SearchCompleted, SearchEvents, SearchFailed, SearchStatus
 from .settings import ResolvedModels, Settings
 
 Post = Callable[[Message], object]
@@ -86,6 +89,7 @@ class SolverPool:
         self._lock = threading.Lock()
         self._solver: Solver | None = None
         self._key: tuple | None = None
+        self._warned: tuple | None = None  # the solver key whose GPU-layers warning was given
 
     @staticmethod
     def _key_of(models: ResolvedModels, prm_kind: str, prm_head: str | None, arith_check: bool) -> tuple:
@@ -109,6 +113,23 @@ class SolverPool:
     def for_settings(self, models: ResolvedModels, settings: Settings) -> Solver:
         """The solver for ``models`` with the reward-model choices of ``settings``."""
         return self.get(models, settings.prm_kind, settings.prm_head, settings.arith_check)
+
+    def offload_warning(self, models: ResolvedModels) -> str | None:
+        """The warning for GPU layers a CPU-only build cannot offload, the first time it is asked
+        for the current solver (each search loads through here; the user hears it once)."""
+        with self._lock:
+            if self._key is None or self._warned == self._key:
+                return None
+            self._warned = self._key
+        return offload_warning({role: spec.n_gpu_layers for role, spec in models.specs.items() if spec is not None})
+
+    def offload_by_path(self) -> dict[str, Offload]:
+        """Where the loaded models' layers are, by model file (for the model manager)."""
+        with self._lock:
+            solver = self._solver
+        if solver is None:
+            return {}
+        return {str(Path(solver.model_files[role].path)): o for role, o in solver.offload().items()}
 
     def loaded(self, models: ResolvedModels, prm_kind: str, prm_head: str | None = None,
                arith_check: bool = True) -> bool:
@@ -136,6 +157,7 @@ def load_models(pool: SolverPool, models: ResolvedModels, settings: Settings, me
     post(SearchStatus(run_id, "loading models…"))
     for method in methods:
         solver.models(method)
+    post(ModelsLoaded(run_id, {role: o.label() for role, o in solver.offload().items()}, pool.offload_warning(models)))
     return solver
 
 

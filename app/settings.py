@@ -31,6 +31,7 @@ from typing import Any
 
 from specsearch.core.atomic import atomic_write_json
 from specsearch.core.config import SearchConfig, implied_options, search_options
+from specsearch.core.engine import LOAD_BOUNDS
 from specsearch.core.options import Option, describe_fields
 from specsearch.core.prm import DEFAULT_PRM_KIND, prm_kind_names
 from specsearch.models import ROLES, ModelEntry
@@ -73,6 +74,13 @@ class ModelSettings:
     """CPU threads per model (empty: all cores)."""
 
 
+LOAD_SETTING_FIELDS = {
+    **{f"n_gpu_layers_{role}": "n_gpu_layers" for role in ROLES},
+    **{f"n_ctx_{role}": "n_ctx" for role in ROLES},
+    "n_threads": "n_threads",
+}
+"""Each load setting -> the LoadOptions field (core.engine.LOAD_BOUNDS) whose range it takes."""
+
 MODEL_SHORT_NAMES = {"n_threads": "threads", "prm_head": "head"}
 """Short names of model settings, as `specsearch solve` spells them (--threads, SPECSEARCH_THREADS)."""
 
@@ -100,14 +108,8 @@ class Settings(_SearchFields, ModelSettings):
         """Raise ValueError naming the first bad field."""
         if self.prm_kind not in prm_kind_names():
             raise ValueError(f"prm_kind: choose from {', '.join(prm_kind_names())}")
-        for name in ("n_gpu_layers_small", "n_gpu_layers_large", "n_gpu_layers_prm"):
-            value = getattr(self, name)
-            if value is not None and value < -1:
-                raise ValueError(f"{name} must be -1 (all) or more")
-        for name in ("n_ctx_small", "n_ctx_large", "n_ctx_prm", "n_threads"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be at least 1")
+        for name, load_field in LOAD_SETTING_FIELDS.items():  # the engine's own limits, checked up front
+            LOAD_BOUNDS[load_field].check(name, getattr(self, name))
         self.search_config()  # the core's own checks of every search option
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""Options and helpers shared by several subcommands: the load flags, the checks of a
-command's own numbers (core.options.Bounds) and of --head, printing."""
+"""Options and helpers shared by several subcommands: the load flags (and the warning for
+GPU layers a CPU-only build cannot offload), the checks of a command's own numbers
+(core.options.Bounds) and of --head, printing."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from specsearch.core.engine import LoadOptions
 from specsearch.core.errors import SpecSearchError
+from specsearch.core.offload import offload_warning
 from specsearch.core.options import Bounds
 
 
@@ -24,9 +26,20 @@ def add_load_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads (default: all cores)")
 
 
-def load_options(args: argparse.Namespace) -> LoadOptions:
-    """The load flags as LoadOptions, whose checks refuse a bad number before any model loads."""
-    return LoadOptions(n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers, n_threads=args.threads)
+def load_options(args: argparse.Namespace, warn: bool = True) -> LoadOptions:
+    """The load flags as LoadOptions, whose checks refuse a bad number before any model loads;
+    ``warn``: say so when --n-gpu-layers asks for GPU layers the build cannot offload."""
+    options = LoadOptions(n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers, n_threads=args.threads)
+    if warn:
+        warn_gpu_layers({"--n-gpu-layers": options.n_gpu_layers})
+    return options
+
+
+def warn_gpu_layers(requested: Mapping[str, int | None]) -> None:
+    """One line on stderr when GPU layers were asked for (``what -> n``) on a build without GPU offload."""
+    warning = offload_warning(requested)
+    if warning:
+        print(f"specsearch: warning: {warning}", file=sys.stderr)
 
 
 def check_flags(args: argparse.Namespace, bounds: Mapping[str, Bounds]) -> None:

@@ -16,7 +16,7 @@ from specsearch.models import recommended as catalog_mod
 from specsearch.models.registry import ROLES
 from specsearch.models.sizes import human_bytes
 
-from .common import print_json
+from .common import print_json, warn_gpu_layers
 
 
 class ProgressBar:
@@ -217,6 +217,8 @@ def cmd_settings(args: argparse.Namespace) -> int:
     e = _registry().update_settings(args.name, n_gpu_layers=args.n_gpu_layers, n_ctx=args.n_ctx,
                                     n_threads=args.threads)
     print(f"{e.name}: n_gpu_layers={e.n_gpu_layers} n_ctx={e.n_ctx or 'auto'} threads={e.n_threads or 'all'}")
+    if isinstance(e.n_gpu_layers, int):  # "auto" asks for nothing
+        warn_gpu_layers({e.name: e.n_gpu_layers})
     return 0
 
 

@@ -15,7 +15,7 @@ from specsearch.core.prm import DEFAULT_PRM_KIND, PRM_KINDS, prm_kind_names
 from specsearch.core.options import argparse_options
 from specsearch.models.resolve import LoadOverrides, resolve_models
 
-from .common import check_head, load_options
+from .common import check_head, load_options, warn_gpu_layers
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -59,13 +59,15 @@ def search_config(args: argparse.Namespace, method: str | None = None) -> Search
 
 def make_solver(args: argparse.Namespace) -> Solver:
     check_head(args)
-    load_options(args)  # a bad number is refused here, before any file is read
+    load_options(args, warn=False)  # a bad number is refused here, before any file is read
     choices = {role: getattr(args, role) for role in ("small", "large", "prm")}
     given = LoadOverrides(args.n_gpu_layers, args.n_ctx, args.threads)
     resolved = resolve_models(choices, {role: given for role in choices})
     if resolved.problems:
         raise SpecSearchError(" ".join(resolved.problems))
     specs = resolved.specs
+    # the flag or the model manager's per-model setting: either may ask for GPU layers
+    warn_gpu_layers({role: spec.n_gpu_layers for role, spec in specs.items() if spec is not None})
     if specs["small"] is None and specs["large"] is None:
         raise SpecSearchError(
             "no models given: pass --small/--large/--prm, or set defaults with `specsearch models set-default`"

@@ -10,6 +10,7 @@ core.methods names); a PRM file that is also the small or large model shares
 that model's engine (and memory).
 Searches run on the caller's thread, one at a time; events arrive on it too.
 Loading is thread-safe: callers on several threads share one load of each model.
+``Solver.offload()`` says where each loaded model's layers are (core/offload.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .errors import SpecSearchError
 from .events import CancelToken, SearchEvent, SearchFinished, SearchStarted
 from .generators import Models
 from .methods import get_method
+from .offload import Offload
 from .prm import DEFAULT_PRM_KIND, RewardModel, make_prm, prm_kind
 from .prm_info import PRM_KEY, describe_prm
 from .search import run_search
@@ -103,6 +105,11 @@ class Solver:
             else:
                 self._engines[role] = Engine(model_file.path, model_file.options(self.batch_invariant))
         return self._engines[role]
+
+    def offload(self) -> dict[str, Offload]:
+        """Where each loaded model's layers are (role -> Offload); roles not loaded yet are absent."""
+        with self._load_lock:
+            return {role: engine.offload for role, engine in self._engines.items()}
 
     def models(self, method: str) -> Models:
         """The models ``method`` needs (its roles in core.methods), loaded; a missing one stays None

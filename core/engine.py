@@ -19,6 +19,9 @@ hidden_states and the speculative decoder (core/speculative.py) all share:
 ``lease`` / ``lease_prompts`` hand out ``KVLease``s (core/kv_slots.py: fork,
 truncate, release on exit), and ``evaluate`` feeds tokens to any number of
 leases in as few decodes as possible.
+
+``Engine.offload`` (core/offload.py) says where the model's layers went
+(backend, layers on the GPU of all) once it is loaded.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from .generation import (
     TokenGenerator,
 )
 from .gguf_info import GGUFInfo, read_gguf_info
+from .offload import Offload, model_offload
 from .kv_slots import KVLease, KVSlots, common_prefix_len, distinct_prefix_cells
 from .options import Bounds, check_bounds
 from .sampling import log_softmax_at, logsumexp_rows
@@ -149,11 +153,14 @@ class Engine(TokenGenerator):
         self._ctx = None
         self._batch: lla.Batch | None = None
         self._model = lla.load_model(self.path, n_gpu, tensor_types=self.info.tensor_types)
+        reported = lla.reported_offload()  # read before the context's own log lines replace it
         try:
             self._finish_loading()
         except BaseException:
             self.close()  # whatever was loaded before the failure is freed, not leaked
             raise
+        self.offload: Offload = model_offload(self.options.n_gpu_layers, n_gpu, self.facts.n_layer, reported)
+        """Where the layers went (backend, layers on the GPU of all): for the CLI and the app."""
         self.decode_calls = 0
         self.decoded_tokens = 0  # tokens fed to llama_decode (cache hits are not counted)
         self.decode_seconds = 0.0

@@ -4,7 +4,9 @@ Written against llama-cpp-python 0.3.36 (pinned in pyproject.toml): the
 memory (KV sequence) API, batch layout, context parameters and sampler chain
 change between releases, so nothing else in specsearch touches ``llama_cpp``.
 Everything here is thin: handles, a token batch, decode, logits, KV sequence
-operations, the native sampler chain, tokenizer and metadata.
+operations, the native sampler chain, tokenizer and metadata, and what the
+build can run on (system info, GPU offload, ggml's backend devices, called
+through ggml's shared libraries where the bindings have no wrapper).
 """
 
 from __future__ import annotations
@@ -30,11 +32,20 @@ _log_lock = threading.Lock()
 _echo_logs = os.environ.get("SPECSEARCH_LLAMA_LOG") == "1"
 
 
+# llama.cpp says how many layers a load put on the GPU only in its log (GPU builds only).
+_OFFLOAD_LINE = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
+_offload_report: tuple[int, int] | None = None
+
+
 @L.llama_log_callback
 def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    global _offload_report
     line = text.decode("utf-8", errors="replace")
     with _log_lock:
         _log_lines.append(line)
+        found = _OFFLOAD_LINE.search(line)
+        if found:
+            _offload_report = (int(found.group(1)), int(found.group(2)))
     if _echo_logs:
         os.write(2, text)
 
@@ -63,13 +74,112 @@ def recent_log(n: int = 6) -> str:
 
 
 def clear_log() -> None:
+    global _offload_report
     with _log_lock:
         _log_lines.clear()
+        _offload_report = None
 
 
 def supports_gpu_offload() -> bool:
     init_backend()
     return bool(L.llama_supports_gpu_offload())
+
+
+def bindings_version() -> str:
+    return llama_cpp.__version__
+
+
+def system_info() -> str:
+    """llama.cpp's one-line description of its build (CPU features, backends)."""
+    init_backend()
+    return L.llama_print_system_info().decode("utf-8", errors="replace").strip()
+
+
+def reported_offload() -> tuple[int, int] | None:
+    """(layers on the GPU, offloadable layers) as the last model load logged it; None
+    when it did not say (CPU-only builds never do).  Loads on two threads at once
+    may mix this up: it is for reports, not for decisions."""
+    with _log_lock:
+        return _offload_report
+
+
+# ---------------------------------------------------------- ggml devices ---
+# The pinned bindings do not wrap ggml's backend registry; these few calls go
+# straight to the shared libraries llama-cpp-python ships.
+_DEVICE_KINDS = ("CPU", "GPU", "iGPU", "accelerator", "meta")  # enum ggml_backend_dev_type
+
+
+@dataclass(frozen=True)
+class BackendDevice:
+    name: str  # "CPU", "CUDA0", "Metal", "Vulkan0", ...
+    description: str
+    kind: str  # one of _DEVICE_KINDS
+    memory_total: int  # bytes (0: not reported)
+    memory_free: int
+
+
+_ggml_cache: tuple[ctypes.CDLL, ctypes.CDLL] | None = None
+
+
+def _ggml_libs() -> tuple[ctypes.CDLL, ctypes.CDLL] | None:
+    """(libggml-base, libggml) with the signatures used here; None when they cannot be opened."""
+    global _ggml_cache
+    if _ggml_cache is None:
+        base, ggml = _open_lib("ggml-base"), _open_lib("ggml")
+        if base is None or ggml is None:
+            return None
+        p, s = ctypes.c_void_p, ctypes.c_size_t
+        for lib, fn, res, args in (
+            (ggml, "ggml_backend_dev_count", s, []),
+            (ggml, "ggml_backend_dev_get", p, [s]),
+            (ggml, "ggml_backend_dev_by_type", p, [ctypes.c_int]),
+            (ggml, "ggml_backend_dev_backend_reg", p, [p]),
+            (ggml, "ggml_backend_reg_get_proc_address", p, [p, ctypes.c_char_p]),
+            (base, "ggml_backend_buft_name", ctypes.c_char_p, [p]),
+            (base, "ggml_backend_dev_name", ctypes.c_char_p, [p]),
+            (base, "ggml_backend_dev_description", ctypes.c_char_p, [p]),
+            (base, "ggml_backend_dev_type", ctypes.c_int, [p]),
+            (base, "ggml_backend_dev_memory", None, [p, ctypes.POINTER(s), ctypes.POINTER(s)]),
+        ):
+            getattr(lib, fn).restype, getattr(lib, fn).argtypes = res, args
+        _ggml_cache = (base, ggml)
+    return _ggml_cache
+
+
+def _open_lib(name: str) -> ctypes.CDLL | None:
+    """One of the shared libraries llama-cpp-python ships (Linux, macOS or Windows naming)."""
+    libdir = os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
+    for file in (f"lib{name}.so", f"lib{name}.dylib", f"{name}.dll"):
+        path = os.path.join(libdir, file)
+        if os.path.exists(path):
+            try:
+                return ctypes.CDLL(path)
+            except OSError:
+                return None
+    return None
+
+
+def backend_devices() -> list[BackendDevice]:
+    """The devices llama.cpp's ggml can run on, in its order ([] when the libraries cannot be read)."""
+    init_backend()
+    libs = _ggml_libs()
+    if libs is None:
+        return []
+    base, ggml = libs
+    devices = []
+    for i in range(ggml.ggml_backend_dev_count()):
+        dev = ggml.ggml_backend_dev_get(i)
+        free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
+        base.ggml_backend_dev_memory(dev, ctypes.byref(free), ctypes.byref(total))
+        kind = base.ggml_backend_dev_type(dev)
+        devices.append(BackendDevice(
+            name=(base.ggml_backend_dev_name(dev) or b"?").decode("utf-8", errors="replace"),
+            description=(base.ggml_backend_dev_description(dev) or b"").decode("utf-8", errors="replace"),
+            kind=_DEVICE_KINDS[kind] if 0 <= kind < len(_DEVICE_KINDS) else f"type {kind}",
+            memory_total=total.value,
+            memory_free=free.value,
+        ))
+    return devices
 
 
 # ----------------------------------------------------------------- models ---
@@ -121,20 +231,10 @@ class _BuftOverride(ctypes.Structure):
 
 def _cpu_repack_buffer_type() -> int | None:
     """ggml's CPU_REPACK buffer type, looked up through the backend registry."""
-    libdir = os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
-    try:
-        base = ctypes.CDLL(os.path.join(libdir, "libggml-base.so"))
-        ggml = ctypes.CDLL(os.path.join(libdir, "libggml.so"))
-    except OSError:
+    libs = _ggml_libs()
+    if libs is None:
         return None
-    ggml.ggml_backend_dev_by_type.restype = ctypes.c_void_p
-    ggml.ggml_backend_dev_by_type.argtypes = [ctypes.c_int]
-    ggml.ggml_backend_dev_backend_reg.restype = ctypes.c_void_p
-    ggml.ggml_backend_dev_backend_reg.argtypes = [ctypes.c_void_p]
-    ggml.ggml_backend_reg_get_proc_address.restype = ctypes.c_void_p
-    ggml.ggml_backend_reg_get_proc_address.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-    base.ggml_backend_buft_name.restype = ctypes.c_char_p
-    base.ggml_backend_buft_name.argtypes = [ctypes.c_void_p]
+    base, ggml = libs
     dev = ggml.ggml_backend_dev_by_type(0)  # GGML_BACKEND_DEVICE_TYPE_CPU
     if not dev:
         return None

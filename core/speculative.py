@@ -180,7 +180,7 @@ class SpeculativeDecoder(TokenGenerator):
         # costs in proportion to the weights read; on the CPU verification is
         # compute-bound (k+1 tokens cost ~k+1 steps), on a GPU nearly flat.
         self.policy.draft_ratio = draft.info.file_size / max(1, target.info.file_size)
-        self.policy.verify_growth = 0.1 if target.n_gpu_layers > 0 else 1.0
+        self.policy.verify_growth = 0.1 if target.offload.layers > 0 else 1.0  # layers it got, not asked for
 
     def run(self, request: GenerateRequest) -> GenerateOutput:
         """``generate`` (see TokenGenerator.generate) with its arguments packed."""

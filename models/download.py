@@ -26,7 +26,7 @@ import io
 import os
 import re
 import threading
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
@@ -194,9 +194,8 @@ def pull(
                                         f"{expected[:16]}…; the file was deleted and nothing was registered")
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, final)
-    alternatives = (f"{store.repo_folder(repo_id)}--{PurePosixPath(filename).stem}".lower(),)
     return registry.register_file(final, role=role or cat_role, name=name, source=source, sha256=digest,
-                                  alternatives=alternatives)
+                                  alternatives=store.fallback_names(final))
 
 
 def _fetch(location: str, asked: str, path: Path, resume: int, size: int, what: str,

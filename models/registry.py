@@ -187,12 +187,9 @@ class Registry:
         for gguf in store.model_files():
             if gguf.resolve() in known:
                 continue
-            # a per-repo file whose stem is taken is named after its folder (owner--repo--stem)
-            alternatives = () if gguf.parent == locations.models_dir() else (
-                f"{gguf.parent.name}--{gguf.stem}".lower(),)
             try:
                 found.append(self._register(gguf, role=self._guess_role(gguf.name), name=None, source="rebuilt",
-                                            alternatives=alternatives))
+                                            alternatives=store.fallback_names(gguf)))
             except SpecSearchError:
                 continue  # truncated or not GGUF: leave it for the user to look at
         return found

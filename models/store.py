@@ -83,6 +83,18 @@ def is_owned(path: Path) -> bool:
     return path.resolve().is_relative_to(locations.models_dir().resolve())
 
 
+def fallback_names(path: Path) -> tuple[str, ...]:
+    """The registry name a stored file takes when its stem is taken: ``owner--repo--stem``
+    for a file in a repo folder (also one in a sub-folder of it), none for a top-level file.
+    A download and a registry rebuild both name files by it, so a rebuild keeps the names."""
+    models = locations.models_dir()
+    try:
+        parts = path.relative_to(models).parts
+    except ValueError:  # outside the models folder (a file registered where it lies)
+        return ()
+    return (f"{parts[0]}--{path.stem}".lower(),) if len(parts) > 1 else ()
+
+
 def model_files() -> list[Path]:
     """Every GGUF file in the models folder and its per-repo folders (not partial downloads)."""
     models = locations.models_dir()

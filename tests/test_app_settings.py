@@ -63,6 +63,22 @@ class TestSettingsStore:
         with pytest.raises(ValueError):
             Settings(method="magic").validate()
 
+    @pytest.mark.parametrize("field, value, message", [
+        ("n_threads", 1000, "n_threads must be in [1, 512], not 1000"),
+        ("n_ctx_large", 2**31, "n_ctx_large must be in [1, 2147483647], not 2147483648"),
+        ("n_gpu_layers_prm", 2**31, "n_gpu_layers_prm must be in [-1, 2147483647], not 2147483648"),
+        ("n_gpu_layers_small", -2, "n_gpu_layers_small must be in [-1, 2147483647], not -2"),
+        ("n_ctx_small", 0, "n_ctx_small must be in [1, 2147483647], not 0"),
+    ])
+    def test_load_settings_take_the_engines_ranges(self, field, value, message):
+        # LoadOptions would refuse these only when a model loads; the settings refuse them up front.
+        with pytest.raises(ValueError) as caught:
+            Settings(**{field: value}).validate()
+        assert str(caught.value) == message
+
+    def test_load_settings_at_the_engines_limits_are_taken(self):
+        Settings(n_threads=512, n_ctx_large=2**31 - 1, n_gpu_layers_small=-1, n_gpu_layers_prm=0).validate()
+
     def test_corrupt_file_is_reported_not_fatal(self):
         settings_path().write_text("{oops", encoding="utf-8")
         store = SettingsStore.load(environ={})
@@ -113,6 +129,14 @@ class TestSettingsScreen:
             await wait_until(pilot, lambda: "beam_width" in str(app.screen.query_one("#settings-error").render()))
             assert isinstance(app.screen, SettingsScreen)
             assert json.loads(settings_path().read_text(encoding="utf-8"))["beam_width"] == 3
+
+            # ... and so is a load setting beyond the engine's limit (not only when a model loads)
+            app.screen.set_value("beam_width", 3)
+            app.screen.set_value("n_threads", 1000)
+            await pilot.press("ctrl+s")
+            await wait_until(pilot, lambda: "n_threads must be in [1, 512]"
+                             in str(app.screen.query_one("#settings-error").render()))
+            assert json.loads(settings_path().read_text(encoding="utf-8"))["n_threads"] is None
             await pilot.press("escape")
             await wait_until(pilot, lambda: not isinstance(app.screen, SettingsScreen))
 

@@ -117,6 +117,9 @@ def commands(world: dict[str, Path]) -> dict[str, tuple[list[str], list[Flag]]]:
     ]
     return {
         "info": (["info"], [Flag("", t, "path")]),
+        "info --system": (["info", "--system"], [
+            Flag("--small", d, "opt-path"), Flag("--large", None, "opt-name"), Flag("--n-gpu-layers", None, "gpu"),
+            Flag("--threads", "1", "threads")]),
         "generate": (["generate", "--prompt", "2 + 2 ="], [
             Flag("--model", t, "path"), Flag("--draft", None, "opt-path"), Flag("--max-tokens", "4", "count"),
             Flag("--n", "1", "count"), Flag("--temperature", None, "nonneg"), Flag("--top-k", None, "nonneg"),

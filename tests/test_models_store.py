@@ -151,3 +151,14 @@ class TestRebuildFindsPerRepoFiles:
         Registry.load().path.unlink()
         names = sorted(e.name for e in Registry.load().entries())
         assert names == ["model", "org-b--m--model"]
+
+    def test_a_rebuild_keeps_the_name_of_a_file_pulled_from_a_repo_sub_folder(self, hub, two_models):
+        hub.add("org-a/m", "model.gguf", two_models[0])
+        hub.add("org-b/m", "sub/model.gguf", two_models[1])  # its stem is taken: named after its repo
+        pull("org-a/m", "model.gguf")
+        pulled = pull("org-b/m", "sub/model.gguf")
+        assert pulled.name == "org-b--m--model"
+        Registry.load().path.write_text("{bad", encoding="utf-8")  # a bad file: the registry is rebuilt
+        rebuilt = {e.name: Path(e.path) for e in Registry.load().entries()}
+        assert rebuilt == {"model": locations.models_dir() / "org-a--m" / "model.gguf",
+                           "org-b--m--model": Path(pulled.path)}

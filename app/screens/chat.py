@@ -17,7 +17,7 @@ from specsearch.core.tree import SearchResult
 
 from ..history import Conversation, Exchange
 from ..live import LiveSearch
-from ..messages import RunEnded, SearchCompleted, SearchEvents, SearchFailed, SearchStatus
+from ..messages import ModelsLoaded, RunEnded, SearchCompleted, SearchEvents, SearchFailed, SearchStatus
 from ..runs import Run, RunController
 from ..search_worker import run_search_job
 from ..services import AppServices
@@ -136,6 +136,13 @@ class ChatScreen(Screen):
         else:
             self.query_one(SearchPanel).set_status(message.text)
             self._tick()
+
+    @on(ModelsLoaded)
+    def _models_loaded(self, message: ModelsLoaded) -> None:  # bubbles on to the app (its warning)
+        run = self.runs.of(message)
+        if run is not None and run.purpose == "search" and self.live is not None:
+            self.live.models = dict(message.offload)
+            self.query_one(SearchPanel).stats.refresh_stats()
 
     @on(SearchEvents)
     async def _events(self, message: SearchEvents) -> None:

@@ -1,4 +1,5 @@
-"""Model manager: local models (the Registry), pull from the catalog, import a file,
+"""Model manager: local models (the Registry) with where each one's layers run (backend,
+GPU layers: as loaded, else as planned), pull from the catalog, import a file,
 assemble the offline pack — each with a progress bar — delete, set defaults.
 Every registry read and write runs in a worker; results come back as typed messages."""
 
@@ -6,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 from rich.text import Text
@@ -15,6 +17,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label, ProgressBar, Static
 
+from specsearch.core.errors import SpecSearchError
+from specsearch.core.gguf_info import read_gguf_info
+from specsearch.core.offload import Offload, planned_offload
 from specsearch.models import Registry, assemble_offline_pack, catalog, pull
 from specsearch.models.locations import models_dir
 from specsearch.models.sizes import human_bytes
@@ -26,6 +31,24 @@ from ..settings import missing_message, resolve_models
 
 CLI_HINT = ("In a shell: `specsearch models pack` registers the offline Qwen pair, "
             "`specsearch models pull NAME` downloads one, `specsearch models --help` lists the rest.")
+
+
+def offload_labels(entries: list[Any], loaded: dict[str, Offload]) -> dict[str, str]:
+    """Model name -> where its layers are: as loaded (``loaded``: by file), else as its
+    settings would put them ("… (when loaded)"), from the GGUF's layer count."""
+    out = {}
+    for e in entries:
+        now = loaded.get(str(Path(e.path)))
+        if now is not None:
+            out[e.name] = now.label()
+            continue
+        try:
+            n_layers = read_gguf_info(e.path).n_layers
+        except (OSError, SpecSearchError):  # a missing or broken file: `models verify` says why
+            n_layers = None
+        requested = e.n_gpu_layers if isinstance(e.n_gpu_layers, int) else None  # else "auto"
+        out[e.name] = f"{planned_offload(requested, n_layers).label()} (when loaded)" if n_layers else "?"
+    return out
 
 
 class ModelsScreen(Screen):
@@ -77,7 +100,8 @@ class ModelsScreen(Screen):
 
     def on_mount(self) -> None:
         self.sub_title = "model manager"
-        self.query_one("#local-table", DataTable).add_columns("name", "default for", "role", "size", "quant", "path")
+        self.query_one("#local-table", DataTable).add_columns("name", "default for", "role", "size", "quant",
+                                                              "backend", "path")
         self.query_one("#catalog-table", DataTable).add_columns("name", "role", "family", "size", "notes")
         self.query_one("#transfer-progress", ProgressBar).display = False
         self.action_reload()
@@ -99,7 +123,8 @@ class ModelsScreen(Screen):
         except Exception as exc:  # an unreadable registry: say so, keep the app usable
             self.post_message(RegistryRead(error=describe_error(exc)))
             return
-        self.post_message(RegistryRead(registry, tuple(entries), defaults))
+        offload = offload_labels(entries, self.services.pool.offload_by_path())
+        self.post_message(RegistryRead(registry, tuple(entries), defaults, offload=offload))
 
     @on(RegistryRead)
     def _registry_read(self, message: RegistryRead) -> None:
@@ -118,7 +143,8 @@ class ModelsScreen(Screen):
             roles = ", ".join(r for r, d in defaults.items() if d.name == e.name)
             # Text cells: names and fields read from registry.json and GGUF files are not markup
             local.add_row(Text(e.name), roles, Text(e.role or "–"), human_bytes(e.size_bytes),
-                          Text(e.quantization or ""), Text(e.path), key=e.name)
+                          Text(e.quantization or ""), Text((message.offload or {}).get(e.name, "?")), Text(e.path),
+                          key=e.name)
         for c in self.catalog_items:
             cat.add_row(Text(c.name), c.role, c.family, human_bytes(c.size_bytes), Text(c.notes), key=c.name)
         if problem:

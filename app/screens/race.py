@@ -21,7 +21,7 @@ from specsearch.core.tree import SearchResult
 from ..formatting import fmt_secs
 from ..history import Conversation, Exchange
 from ..live import LiveSearch
-from ..messages import RunEnded, SearchCompleted, SearchEvents, SearchFailed, SearchStatus
+from ..messages import ModelsLoaded, RunEnded, SearchCompleted, SearchEvents, SearchFailed, SearchStatus
 from ..runs import RunController
 from ..search_worker import run_search_job
 from ..services import AppServices
@@ -147,6 +147,12 @@ class RaceScreen(Screen):
         run = self.runs.of(message)
         if run is not None:
             self.panel(run.purpose).set_status(message.text)
+
+    @on(ModelsLoaded)
+    def _models_loaded(self, message: ModelsLoaded) -> None:  # bubbles on to the app (its warning)
+        run = self.runs.of(message)
+        if run is not None:
+            self.lives[run.purpose].models = dict(message.offload)
 
     @on(SearchEvents)
     def _events(self, message: SearchEvents) -> None:

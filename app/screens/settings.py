@@ -18,6 +18,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
+from specsearch.core.offload import offload_warning
 from specsearch.core.options import Option
 
 from ..settings import FIELD_NAMES, ROLES, Settings, SettingsStore, registry_entries, setting_options, settings_path
@@ -139,6 +140,9 @@ class SettingsScreen(Screen):
             return
         error.update("")
         self.notify("Settings saved.")
+        warning = offload_warning({role: getattr(edited, f"n_gpu_layers_{role}") for role in ROLES})
+        if warning:  # GPU layers asked of a CPU-only build: say so now, not only at the next load
+            self.notify(warning, title="GPU", severity="warning", timeout=12)
         self.dismiss(True)
 
     @on(Button.Pressed, "#back")

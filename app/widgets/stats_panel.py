@@ -1,4 +1,5 @@
-"""Statistics of a search, updating while it runs, with sparklines of β and scores."""
+"""Statistics of a search, updating while it runs, with sparklines of β and scores, and
+where each model runs (backend, layers on the GPU)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from specsearch.core.prm_info import prm_label, prm_of
 
 from ..formatting import stats_rows
 from ..live import LiveSearch
+
+
+MODEL_ROWS = {"prm": "PRM"}
 
 
 def _range(values: list[float]) -> str:
@@ -63,6 +67,8 @@ class StatsPanel(Vertical):
         prm = prm_of(live.config)  # recorded by the search (absent in records older than it)
         if prm is not None:
             self.rows["reward model"] = prm_label(prm)
+        for role, where in live.models.items():  # backend and GPU layers, once the models are loaded
+            self.rows[f"{MODEL_ROWS.get(role, role)} model"] = where
         for label, value in self.rows.items():
             table.add_row(label, Text(value))
         table_widget.update(table)
