@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
+from specsearch.cli.main import main
 from specsearch.core import events as ev
 from specsearch.core.config import SearchConfig, search_options
 from specsearch.core.events import CancelToken
@@ -36,6 +38,7 @@ def test_the_registry_lists_the_strategies_as_choices():
         SearchConfig(search="nope")
     with pytest.raises(ValueError, match="mcts_iterations must be at least 1"):
         SearchConfig(mcts_iterations=0)
+    assert SearchResult.from_dict({"config": {"method": "ar"}}).search == "beam"  # a record from before strategies
 
 
 @pytest.mark.parametrize("search", STRATEGIES)
@@ -158,3 +161,36 @@ class TestShapes:
                 if n.parent_id not in best or rank(n) < rank(best[n.parent_id]):
                     best[n.parent_id] = n
             assert sorted(step.selected) == sorted(n.id for n in best.values())
+
+
+class TestCommands:
+    MODELS_AND_SIZE = ("--depth", "2", "--step-tokens", "6", "--children", "2")
+
+    def test_bench_runs_a_strategy_variant_beside_ar(self, capsys, tiny, tmp_path: Path):
+        data = tmp_path / "probs.jsonl"
+        data.write_text(json.dumps({"question": "What is 1 + 1?", "answer": "2"}) + "\n")
+        code = main(["bench", "--dataset", str(data), "--n", "1", "--methods", "ar,specsearch@search=mcts",
+                     "--small", str(tiny["draft"]), "--large", str(tiny["target"]), "--json",
+                     "--mcts-iterations", "2", *self.MODELS_AND_SIZE, "--out", str(tmp_path / "b")])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        assert list(json.loads(out)) == ["ar", "specsearch@search=mcts"]
+        records = [json.loads(line) for line in (tmp_path / "b" / "results.jsonl").read_text().splitlines()]
+        assert [(r["method"], r["search"]) for r in records] == [("ar", "beam"), ("specsearch@search=mcts", "mcts")]
+
+    def test_solve_takes_search_and_its_knobs(self, capsys, tiny):
+        code = main(["solve", "What is 1 + 1?", "--small", str(tiny["draft"]), "--method", "small", "--json",
+                     "--search", "dvts", "--dvts-subtrees", "3", *self.MODELS_AND_SIZE])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        finished = json.loads(out.strip().splitlines()[-1])
+        assert finished["event"] == "SearchFinished"
+        result = SearchResult.from_dict(finished["result"])
+        assert result.search == "dvts" and result.config["dvts_subtrees"] == 3
+        assert len([n for n in result.nodes if n.depth == 1]) == 3 * 2
+
+    def test_a_bad_search_is_a_one_line_error(self, capsys):
+        with pytest.raises(SystemExit) as exit_:
+            main(["solve", "q", "--search", "bfs"])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and "Traceback" not in err and "invalid choice: 'bfs'" in err
