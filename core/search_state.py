@@ -68,8 +68,8 @@ class SearchState:
         return self.steps[-1]
 
     def seed(self, depth: int, child_index: int) -> int:
-        """The sampling seed of child ``child_index`` at ``depth``: the same in every
-        method, so the same child draws the same way whoever generates it."""
+        """The sampling seed of child ``child_index`` (after ``first_child``) at ``depth``: the
+        same in every method, so the same child draws the same way whoever generates it."""
         return (self.config.seed * 1_000_003 + depth * 10_007 + self.first_child + child_index) & 0x7FFFFFFF
 
     def new_node(self, beam: Beam, depth: int, text: str, n_tokens: int, source: str, fate: str,

@@ -6,6 +6,7 @@ from app_fixtures import QUESTION, app_models, ask, async_test, finished, make_a
 
 from specsearch.app.formatting import node_label
 from specsearch.app.live import LiveSearch
+from specsearch.app.widgets.chat_turn import ChatTurn
 from specsearch.app.widgets.search_panel import SearchPanel
 from specsearch.core import events as ev
 from specsearch.core.tree import ThoughtNode
@@ -20,6 +21,8 @@ class TestMctsTree:
             await wait_until(pilot, finished(screen))
             result = screen.live.result
             assert result.config["search"] == "mcts"
+            status = str(screen.query_one(ChatTurn).query_one(".status").render())
+            assert status.startswith("specsearch · mcts · ")
             labels = screen.query_one(SearchPanel).tree.labels()
             best = {n.id for n in result.path(result.best_leaf_id)}
             visited = [n for n in result.nodes if n.visits is not None]
