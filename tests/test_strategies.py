@@ -105,7 +105,7 @@ class TestMcts:
         assert tree_signature(mcts) == tree_signature(greedy)
         assert [s.selected for s in mcts.steps] == [s.selected for s in greedy.steps]
 
-    def test_visits_count_the_backups_and_values_average_them(self, solver):
+    def test_visits_count_the_backups_and_a_leaf_is_worth_its_prm_value(self, solver):
         seen: list[ev.SearchEvent] = []
         result = solver.solve(QUESTION, config("mcts", method="small", mcts_iterations=4), on_event=seen.append)
         commits = sum(isinstance(e, ev.BeamsSelected) for e in seen)
@@ -130,6 +130,17 @@ class TestMcts:
         for step in result.steps:
             last.update(step.visits)
         assert last == {n.id: n.visits for n in result.nodes if n.visits is not None}
+
+    def test_a_depths_second_expansion_draws_like_a_second_beam(self, solver):
+        """Expanding two thoughts of one depth numbers their children apart, as beam search
+        numbers its beams' (the seeds follow the child index): with a large exploration
+        constant the 2nd and 3rd iterations expand the two best first thoughts, in rank order."""
+        mcts = solver.solve(QUESTION, config("mcts", method="small", mcts_iterations=3, mcts_exploration=100.0,
+                                             max_depth=2, children=3))
+        beam = solver.solve(QUESTION, config("beam", method="small", beam_width=2, max_depth=2, children=3))
+        second = [(n.parent_id, n.text, n.n_tokens) for n in mcts.nodes if n.depth == 2]
+        assert len({p for p, _, _ in second}) == 2
+        assert second == [(n.parent_id, n.text, n.n_tokens) for n in beam.nodes if n.depth == 2]
 
     def test_records_round_trip_visits_and_values(self, solver):
         result = solver.solve(QUESTION, config("mcts", method="small"))
