@@ -81,6 +81,15 @@ class LiveSearch:
                 self.steps[-1].selected = list(e.selected_ids)
             # ranked by path score: the first kept thought leads the search
             self.best_beam = e.selected_ids[0] if e.selected_ids else self.best_beam
+        elif isinstance(e, ev.ValuesBackedUp):
+            for node_id, visits in e.visits.items():
+                node = self.nodes.get(node_id)
+                if node is not None:
+                    node.visits, node.value = visits, e.values[node_id]
+                    self._dirty.add(node_id)
+            if self.steps:
+                self.steps[-1].visits.update(e.visits)
+                self.steps[-1].values.update(e.values)
         elif isinstance(e, ev.StatsUpdated):
             self.stats = e.stats
             self.stats_changed = True

@@ -207,7 +207,7 @@ class Solver:
     def next_step(self, question: str, previous_steps: Sequence[str], config: SearchConfig | None = None) -> str:
         """One more reasoning step after ``previous_steps`` (a tutoring hint)."""
         base = config or SearchConfig()
-        one = SearchConfig.from_dict({**base.to_dict(), "max_depth": 1, "beam_width": 1})
+        one = SearchConfig.from_dict({**base.to_dict(), "max_depth": 1, "beam_width": 1, "search": "beam"})
         with self._lock:
             models = self.models(one.method)
             result = run_search(question, models, one, self._emitter(None), None, previous_steps)

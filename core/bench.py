@@ -188,6 +188,7 @@ def make_record(problem: Problem, method: str, result: SearchResult,
         "tokens_large": int(stats.tokens.get("large", 0)),
         "phase_seconds": {k: float(v) for k, v in stats.phase_seconds.items()},
         "cancelled": bool(result.cancelled),
+        "search": result.search,  # the strategy (a METHOD@search=... label or --search)
         "prm": dict(prm) if prm else prm_of(result.config),
     }
 

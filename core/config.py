@@ -17,12 +17,15 @@ from typing import Any, Literal
 from .methods import METHODS, method_names
 from .options import Bounds, Option, check_bounds, describe_fields
 from .sampling import SAMPLING_BOUNDS
+from .strategies import STRATEGIES, strategy_names
 
 
 @dataclass
 class SearchConfig:
     method: str = "specsearch"
     """How each step's thoughts are written (one of the methods registered in core.methods)."""
+    search: str = "beam"
+    """How the tree of thoughts is searched (one of the strategies registered in core.strategies)."""
     beam_width: int = 2
     """Beams kept after each step (B)."""
     children: int = 4
@@ -31,6 +34,17 @@ class SearchConfig:
     """Most steps (thoughts) in a solution."""
     max_step_tokens: int = 192
     """Token budget of one thought."""
+    mcts_iterations: int = 4
+    """search = mcts: iterations (select by UCT, expand, back up) per step before it commits to a thought."""
+    mcts_exploration: float = 1.0
+    """search = mcts: the UCT exploration constant c (0 = follow the PRM values only)."""
+    n_solutions: int = 4
+    """search = best-of-n: independent solutions (each one thought per step), answered by weighted vote."""
+    dvts_subtrees: int = 2
+    """search = dvts: independent subtrees, each keeping its best child per step."""
+    token_budget: int = 0
+    """Start no new step once the models have generated this many tokens in all (0 = no limit):
+    compares searches at an equal budget."""
     temperature: float = 0.7
     """Sampling temperature (0 = greedy)."""
     top_k: int = 40
@@ -47,7 +61,7 @@ class SearchConfig:
     """How step scores combine into a path score for beam selection."""
     answer_selection: Literal["best", "weighted_vote"] = "best"
     """best: the finished leaf with the highest path score; weighted_vote: the
-    answer whose finished leaves have the largest summed path score."""
+    answer whose finished leaves have the largest summed path score (best-of-n always votes)."""
     threshold_mode: Literal["adaptive", "fixed"] = "adaptive"
     """adaptive: β from the large model's own scores (SpecSearch);
     fixed: the constant fixed_beta (Reward-Guided Speculative Decoding)."""
@@ -71,6 +85,8 @@ class SearchConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(method_names())}")
+        if self.search not in STRATEGIES:
+            raise ValueError(f"unknown search {self.search!r}; choose from {', '.join(strategy_names())}")
         for name, choices in _LITERAL_CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
@@ -92,6 +108,11 @@ SEARCH_BOUNDS = {
     "children": _AT_LEAST_ONE,
     "max_depth": _AT_LEAST_ONE,
     "max_step_tokens": _AT_LEAST_ONE,
+    "mcts_iterations": _AT_LEAST_ONE,
+    "mcts_exploration": Bounds(0.0),
+    "n_solutions": _AT_LEAST_ONE,
+    "dvts_subtrees": _AT_LEAST_ONE,
+    "token_budget": Bounds(0, kind=int),
     **SAMPLING_BOUNDS,
     "seed": Bounds(kind=int),
     "theta": Bounds(0.0, 1.0),
@@ -111,10 +132,12 @@ extra flag (--beam) and environment variable (SPECSEARCH_BEAM) besides the field
 
 
 def search_options() -> tuple[Option, ...]:
-    """Every SearchConfig field as an Option, in field order.  ``method``'s choices are the
-    methods registered now (with their descriptions), so one registered later is listed too."""
+    """Every SearchConfig field as an Option, in field order.  ``method``'s and ``search``'s
+    choices are the methods and strategies registered now (with their descriptions), so one
+    registered later is listed too."""
     methods = {m.name: m.description for m in METHODS.values()}
-    return describe_fields(SearchConfig, {"method": methods}, SHORT_NAMES)
+    strategies = {s.name: s.description for s in STRATEGIES.values()}
+    return describe_fields(SearchConfig, {"method": methods, "search": strategies}, SHORT_NAMES)
 
 
 def implied_options(given: Mapping[str, Any]) -> dict[str, Any]:

@@ -94,6 +94,15 @@ class BeamsSelected(SearchEvent):
 
 
 @dataclass(frozen=True)
+class ValuesBackedUp(SearchEvent):
+    """MCTS: the visits and mean values of the nodes an iteration changed (its path and new children)."""
+
+    step: int  # the step (depth) the search is choosing a thought for
+    visits: dict[int, int]
+    values: dict[int, float]
+
+
+@dataclass(frozen=True)
 class StatsUpdated(SearchEvent):
     stats: "SearchStats"
 

@@ -55,6 +55,9 @@ class SearchState:
         self.t0 = time.perf_counter()
         # This step's token budget per thought: max_step_tokens, less when the context is nearly full.
         self.step_tokens = config.max_step_tokens
+        # Added to the child indices of the next expand: MCTS expands one depth several
+        # times, and numbers each expansion's children apart so they draw differently.
+        self.first_child = 0
 
     @property
     def cancelled(self) -> bool:
@@ -65,9 +68,9 @@ class SearchState:
         return self.steps[-1]
 
     def seed(self, depth: int, child_index: int) -> int:
-        """The sampling seed of child ``child_index`` at ``depth``: the same in every
-        method, so the same child draws the same way whoever generates it."""
-        return (self.config.seed * 1_000_003 + depth * 10_007 + child_index) & 0x7FFFFFFF
+        """The sampling seed of child ``child_index`` (after ``first_child``) at ``depth``: the
+        same in every method, so the same child draws the same way whoever generates it."""
+        return (self.config.seed * 1_000_003 + depth * 10_007 + self.first_child + child_index) & 0x7FFFFFFF
 
     def new_node(self, beam: Beam, depth: int, text: str, n_tokens: int, source: str, fate: str,
                  seconds: float, replaces: int | None = None) -> ThoughtNode:

@@ -7,6 +7,9 @@ newer version added and an older record lacks take their defaults.
 A search that reaches the context limit still answers: a node that ended its
 beam for want of room says so (``finish_reason == "context"``), and a node the
 PRM scored on a shortened path (the oldest steps left out) has ``prm_trimmed``.
+
+An MCTS search (``config["search"] == "mcts"``) also records each node's visits
+and mean value, and per step the ones its backups changed.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ class ThoughtNode:
     flag: str | None = None  # why a check overrode the PRM ("20 − 12 = 8, not 9"); None: nothing found
     finish_reason: FinishReason | None = None  # why a finished node ends its solution
     prm_trimmed: bool = False  # the PRM read a shortened path: the whole one did not fit its context
+    visits: int | None = None  # MCTS: how often the search passed through it (None: not an MCTS search)
+    value: float | None = None  # MCTS: the mean of the values backed up through it
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -83,13 +88,20 @@ class StepRecord:
     regenerated: list[int] = field(default_factory=list)
     selected: list[int] = field(default_factory=list)
     phase_seconds: dict[str, float] = field(default_factory=dict)
+    # MCTS: visits and value of each node this step's backups changed, as they stood after it
+    visits: dict[int, int] = field(default_factory=dict)
+    values: dict[int, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "StepRecord":
-        return cls(**_known_fields(cls, data))
+        known = _known_fields(cls, data)
+        for name in ("visits", "values"):  # JSON made the node ids strings
+            if name in known:
+                known[name] = {int(k): v for k, v in known[name].items()}
+        return cls(**known)
 
 
 @dataclass
@@ -145,6 +157,11 @@ class SearchResult:
     answer: str | None  # extracted final answer, if any
     stats: SearchStats
     cancelled: bool = False
+
+    @property
+    def search(self) -> str:
+        """The strategy that searched the tree (records from before strategies: beam)."""
+        return self.config.get("search", "beam")
 
     def node(self, node_id: int) -> ThoughtNode:
         return self.nodes[node_id]

@@ -112,7 +112,8 @@ class ChatTurn(Vertical):
             else:
                 answer.update(Text("No final answer found" + (" (search cancelled)" if result.cancelled else ".")))
             s = result.stats
-            bits = [f"{result.method}", fmt_secs(s.wall_seconds)]
+            # the strategy too, when it is not the default beam search: "specsearch · mcts"
+            bits = [result.method] + ([result.search] if result.search != "beam" else []) + [fmt_secs(s.wall_seconds)]
             if s.thought_acceptance_rate is not None:
                 bits.append(f"thoughts accepted {fmt_rate(s.thought_acceptance_rate)}")
             bits.append(f"tokens small {s.tokens.get('small', 0)} · large {s.tokens.get('large', 0)}")
