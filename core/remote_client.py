@@ -85,14 +85,16 @@ class ServedModel:
     """Most requests in flight at once (the children of a node go in parallel)."""
     n_ctx: int | None = None
     """The served context in tokens; None: the tokenizer GGUF's trained context, capped."""
+    top_logprobs: int = 20
+    """Top log-probs asked for at a PRM scoring position (OpenAI allows 5, vLLM 20 by default)."""
 
     def __post_init__(self) -> None:
         if not is_url(self.base_url):
             raise RemoteError(f"served model URL {self.base_url!r} must start with http:// or https://")
         if not self.timeout > 0:
             raise RemoteError(f"served model timeout must be > 0 seconds, got {self.timeout}")
-        if self.retries < 0 or self.parallel < 1:
-            raise RemoteError("served model retries must be >= 0 and parallel >= 1")
+        if self.retries < 0 or self.parallel < 1 or self.top_logprobs < 1:
+            raise RemoteError("served model retries must be >= 0, parallel and top_logprobs >= 1")
 
     @property
     def path(self) -> str:

@@ -20,7 +20,8 @@ remote model with the local speculative decoder.
 Scoring (``score``, the primitive the judge and step-tag PRMs use) asks for
 one token with the server's top log-probs at each scoring position and reads
 the candidates' values there; a candidate outside the returned top ``k``
-gets the smallest value returned (an upper bound of its own).
+gets the smallest value returned (an upper bound of its own); ask for more with
+``ServedModel.top_logprobs`` where the server allows it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -41,27 +41,6 @@ from .generation import GenerateOutput, GenerateRequest, GenerateStats, Generati
 from .gguf_info import read_gguf_info
 from .model_text import ModelText
 from .remote_client import CompletionsClient, RemoteError, RemoteHTTPError, RemoteResponseError, ServedModel
-
-TOP_LOGPROBS = 20
-"""Top log-probs asked for at a scoring position (OpenAI's limit is 20; more costs the server)."""
-
-
-@dataclass
-class RemoteTotals:
-    """What the requests of one call cost: their count, summed wall time, and the server's
-    own prompt + generation time where it reports one (llama-server's ``timings``)."""
-
-    requests: int = 0
-    request_seconds: float = 0.0
-    server_seconds: float = 0.0
-    timed_requests: int = 0  # requests whose answer had timings
-
-    def add(self, seconds: float, server_ms: dict[str, float]) -> None:
-        self.requests += 1
-        self.request_seconds += seconds
-        if server_ms:
-            self.timed_requests += 1
-            self.server_seconds += sum(server_ms.values()) / 1000.0
 
 
 class RemoteModel(ModelText, TokenGenerator):
@@ -151,7 +130,7 @@ class RemoteModel(ModelText, TokenGenerator):
     def run(self, request: GenerateRequest) -> GenerateOutput:
         """One completion request per sequence, in parallel (see the module doc)."""
         self.probe()
-        totals = RemoteTotals()
+        stats = GenerateStats()
         lock = threading.Lock()
 
         def one(k: int) -> Generation:
@@ -168,20 +147,20 @@ class RemoteModel(ModelText, TokenGenerator):
             }
             reply = self.client.complete(payload)
             with lock:
-                totals.add(reply.seconds, reply.server_ms)
+                stats.remote_requests += 1
+                stats.remote_seconds += reply.seconds
+                if reply.server_ms:
+                    stats.server_timed_requests += 1
+                    stats.server_seconds += sum(reply.server_ms.values()) / 1000.0
             return self._generation(reply.data, request, k // request.n)
 
         total = len(request.prompts) * request.n
-        stats = GenerateStats()
         t0 = time.perf_counter()
         gens = _in_parallel(one, range(total), self.served.parallel)
         stats.wall_seconds = time.perf_counter() - t0
         stats.prompt_tokens = sum(len(request.prompts[k // request.n]) for k in range(total))
         stats.generated_tokens = sum(len(g.tokens) for g in gens)
-        stats.decode_calls = totals.requests
-        out = GenerateOutput(gens, stats)
-        out.remote = totals  # type: ignore[attr-defined]  # read by SearchState.count_generation
-        return out
+        return GenerateOutput(gens, stats)
 
     def _generation(self, data: dict[str, Any], request: GenerateRequest, prompt_index: int) -> Generation:
         choice = self._parse_choice(data)
@@ -247,7 +226,7 @@ class RemoteModel(ModelText, TokenGenerator):
     def _top_logprobs(self, tokens: Sequence[int]) -> dict[Any, float]:
         """The server's top log-probs of the next token after ``tokens``, keyed by token
         text (OpenAI's completions format) or by id (formats that give ids)."""
-        payload = {**_greedy_payload(self.wire_prompt(tokens), 1), "logprobs": TOP_LOGPROBS}
+        payload = {**_greedy_payload(self.wire_prompt(tokens), 1), "logprobs": self.served.top_logprobs}
         choice = self._parse_choice(self.client.complete(payload).data)
         logprobs = choice.get("logprobs")
         if not isinstance(logprobs, dict):

@@ -9,6 +9,10 @@ Near the context limit the search still answers: each step's token budget is
 clipped to the room left in the writers' KV caches, and a beam with too little
 room ends as a finished leaf marked ``finish_reason == "context"`` (the PRM's
 own limit is handled where thoughts are scored: core.prm_window).
+
+A served model that fails mid-search (core.remote_client.RemoteError) ends the
+search as a cancel does: the tree so far is the result, ``cancelled`` and with
+the failure in ``error``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from .errors import ContextOverflowError, KVCacheFullError
 from .events import BeamsSelected, CancelToken, SearchEvent, SearchFinished, SearchStarted, StepStarted
 from .generators import Models, ThoughtGenerator
 from .methods import make_generator
+from .remote_client import RemoteError
 from .search_state import Beam, Candidate, SearchState
 from .threshold import Threshold
 from .tree import SearchResult, StepRecord
@@ -73,6 +78,7 @@ def run_search(
     _check_question_fits(generator, beams[0], config)
     finished: list[Candidate] = []
     last_selected: list[Candidate] = []
+    error: str | None = None
     for depth in range(1, config.max_depth + 1):
         if state.cancelled or not beams:
             break
@@ -89,6 +95,9 @@ def run_search(
             # The room estimate fell short (cells the cache could not share): the
             # beams end with what they have; this step's thoughts stay unselected.
             _finish_for_context(beams, last_selected, finished)
+            break
+        except RemoteError as e:
+            error = str(e)  # the step's thoughts so far stay in the tree, unselected
             break
         if state.cancelled:
             break  # the thoughts of this step stay in the tree, unselected
@@ -125,7 +134,8 @@ def run_search(
         solution="",
         answer=None,
         stats=state.stats,
-        cancelled=state.cancelled,
+        cancelled=state.cancelled or error is not None,
+        error=error,
     )
     if best is not None:
         result.solution = config.delimiter.join(list(prefix_steps) + [n.text for n in result.path(best.node.id)])

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from .engine import GenerateOutput
+from .generation import GenerateStats
 from .events import CancelToken, SearchEvent, StatsUpdated
 from .tree import SearchStats, StepRecord, ThoughtNode
 
@@ -94,6 +95,18 @@ class SearchState:
         self.stats.tokens_drafted += out.stats.drafted
         self.stats.tokens_accepted += out.stats.accepted
         self.stats.target_passes += out.stats.target_passes
+        if out.stats.remote_requests:
+            self._count_remote(model, out.stats)
+
+    def _count_remote(self, model: str, s: GenerateStats) -> None:
+        r = self.stats.remote.setdefault(model, {"requests": 0, "seconds": 0.0, "timed_requests": 0,
+                                                 "server_seconds": 0.0})
+        r["requests"] += s.remote_requests
+        r["seconds"] += s.remote_seconds
+        r["timed_requests"] += s.server_timed_requests
+        r["server_seconds"] += s.server_seconds
+        if r["timed_requests"] == r["requests"]:  # a split only when every request was timed
+            r["network_queue_seconds"] = max(0.0, r["seconds"] - r["server_seconds"])
 
     def publish_stats(self) -> None:
         self.stats.wall_seconds = time.perf_counter() - self.t0
@@ -103,4 +116,5 @@ class SearchState:
 def _snapshot(stats: SearchStats) -> SearchStats:
     """A copy listeners may keep: the dict fields are copied, the rest are immutable."""
     return dataclasses.replace(stats, phase_seconds=dict(stats.phase_seconds), tokens=dict(stats.tokens),
-                               model_seconds=dict(stats.model_seconds))
+                               model_seconds=dict(stats.model_seconds),
+                               remote={m: dict(r) for m, r in stats.remote.items()})

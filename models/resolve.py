@@ -1,7 +1,7 @@
 """Which GGUF file and load settings each role (small, large, prm) uses.
 
 Shared by the CLI and the app so both read a choice the same way: a GGUF path
-or a model-manager name; nothing means the model manager's default for the
+a model-manager name, or an http(s) URL of a served model (core.remote_client); nothing means the model manager's default for the
 role; no reward model means the small (else large) model judges steps.  The
 model manager's per-model load settings fill whatever the caller leaves unset.
 """
@@ -16,6 +16,7 @@ from typing import Any
 from specsearch.core.api import ModelSpec
 from specsearch.core.errors import SpecSearchError
 from specsearch.core.methods import missing_roles
+from specsearch.core.remote_client import ServedModel, is_url
 
 from .registry import ROLES, ModelEntry, Registry
 
@@ -33,8 +34,8 @@ class LoadOverrides:
 class ResolvedModels:
     """What a search would load: a ModelSpec per role, and what is missing."""
 
-    specs: dict[str, ModelSpec | None]
-    sources: dict[str, str]  # role -> "given" | "model manager: NAME" | "default: NAME" | "small model as judge"
+    specs: dict[str, ModelSpec | ServedModel | None]
+    sources: dict[str, str]  # role -> "given" | "served" | "model manager: NAME" | "default: NAME" | "small model as judge"
     problems: list[str]  # one line each: a path that does not exist, a name not in the registry
 
     def missing_for(self, method: str) -> list[str]:
@@ -66,7 +67,7 @@ def resolve_models(
     by_name = {e.name: e for e in entries}
     by_path = {str(Path(e.path)): e for e in entries}
     overrides = overrides or {}
-    specs: dict[str, ModelSpec | None] = {}
+    specs: dict[str, ModelSpec | ServedModel | None] = {}
     sources: dict[str, str] = {}
     problems: list[str] = []
     for role in ROLES:
@@ -74,6 +75,9 @@ def resolve_models(
         entry: ModelEntry | None = None
         if value in by_name:
             entry, sources[role] = by_name[value], f"model manager: {value}"
+        elif is_url(value):
+            specs[role], sources[role] = ServedModel(value, n_ctx=overrides.get(role, LoadOverrides()).n_ctx), "served"
+            continue
         elif value:
             path = Path(value).expanduser()
             if not path.is_file():
