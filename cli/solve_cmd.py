@@ -36,8 +36,10 @@ def run(args: argparse.Namespace) -> int:
     printer = _json_line if args.json else TextPrinter().handle
     with solver:
         result = solver.solve(question, config, on_event=printer)
-    if result.error:
-        return 1
+    if result.error:  # a served model failed mid-search; the tree so far was printed
+        from .main import EXIT_ERROR
+
+        return EXIT_ERROR
     return 0 if not result.cancelled else 130
 
 

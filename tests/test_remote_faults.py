@@ -217,3 +217,22 @@ def test_tokenizer_defaults_to_the_small_models_file(stand_in, tiny) -> None:
     with Solver(small=ModelSpec(str(tiny["draft"])), large=srv.url) as solver:
         large = solver.engine("large")
         assert isinstance(large, RemoteModel) and Path(large.tokenizer_path) == tiny["draft"]
+
+
+def test_solve_with_a_served_large_model_from_the_command_line(stand_in, tiny, capsys) -> None:
+    from specsearch.cli.main import EXIT_ERROR, main
+
+    srv = stand_in(lambda body: ok(completion("The answer is 5.", "stop", choice={"stop_reason": None})))
+    code = main(["solve", "What is 2+3?", "--small", str(tiny["draft"]), "--large", srv.url, "--prm-kind", "arith",
+                 "--method", "specsearch", "--served-model", "big", "--remote-timeout", "7", "--beam", "1"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"note: token-level drafting is off: the large model is served at {srv.url}" in out
+    assert {r["model"] for r in srv.requests} == {"big"}
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    code = main(["solve", "What is 2+3?", "--small", str(tiny["draft"]), "--large", dead, "--method", "ar",
+                 "--prm-kind", "arith", "--remote-timeout", "1"])
+    err = capsys.readouterr().err
+    assert code == EXIT_ERROR
+    assert err.strip().splitlines() == [f"specsearch: error: cannot reach the large model at {dead}: connection refused"]
