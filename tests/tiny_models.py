@@ -125,12 +125,11 @@ def write_tiny_model(
         return (rng.standard_normal(shape) * scale).astype(np.float32)
 
     embd = normal(n_vocab, n_embd, scale=1.0)
-    output = normal(n_vocab, n_embd, scale=logit_scale * n_embd**-0.5)
     if printable:
-        # Dimension 0 of every embedding is large, so it dominates the normed final
-        # state; rows of the tokens not to write read it with a large negative weight.
-        embd[:, 0] = 8.0
-        output[~_printable_mask(tokens, tokens.index("<|im_end|>")), 0] = -20.0
+        # Dimension 0 of every embedding is large, so it stays large in the normed final
+        # state; rows of the tokens not to write read it with a large negative weight,
+        # the others not at all.
+        embd[:, 0] = 4.0
     w.add_tensor("token_embd.weight", embd)
     for i in range(n_layer):
         p = f"blk.{i}."
@@ -144,6 +143,9 @@ def write_tiny_model(
         w.add_tensor(p + "ffn_up.weight", normal(n_ff, n_embd, scale=n_embd**-0.5))
         w.add_tensor(p + "ffn_down.weight", normal(n_embd, n_ff, scale=n_ff**-0.5))
     w.add_tensor("output_norm.weight", np.ones(n_embd, dtype=np.float32))
+    output = normal(n_vocab, n_embd, scale=logit_scale * n_embd**-0.5)  # drawn last: files stay as they were
+    if printable:
+        output[:, 0] = np.where(_printable_mask(tokens, tokens.index("<|im_end|>")), 0.0, -40.0)
     w.add_tensor("output.weight", output)
 
     w.write_header_to_file()
