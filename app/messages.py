@@ -135,6 +135,7 @@ class RegistryRead(Message):
     entries: tuple[Any, ...] = ()
     defaults: dict[str, Any] | None = None  # role -> ModelEntry
     error: str | None = None
+    served: dict[str, Any] | None = None  # name -> core.remote_client.ServedModel (models/served.py)
 
 
 @dataclass

@@ -1,5 +1,7 @@
 """Model manager: local models (the Registry), pull from the catalog, import a file,
 assemble the offline pack — each with a progress bar — delete, set defaults.
+Served models (models/served.py) are listed after the local ones, read-only: they
+are added with `specsearch models served add` and chosen by name (--large NAME).
 Every registry read and write runs in a worker; results come back as typed messages."""
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, ProgressBar
 
 from specsearch.models import Registry, assemble_offline_pack, catalog, pull
 from specsearch.models.locations import models_dir
+from specsearch.models.served import load_served
 from specsearch.models.sizes import human_bytes
 
 from ..messages import RegistryChanged, RegistryRead, TransferFinished, TransferProgress
@@ -96,10 +99,11 @@ class ModelsScreen(Screen):
             registry = Registry.load()
             entries = registry.entries()
             defaults = {r: e for r, e in registry.defaults().items() if e is not None}
+            served = load_served()
         except Exception as exc:  # an unreadable registry: say so, keep the app usable
             self.post_message(RegistryRead(error=describe_error(exc)))
             return
-        self.post_message(RegistryRead(registry, tuple(entries), defaults))
+        self.post_message(RegistryRead(registry, tuple(entries), defaults, served=served))
 
     @on(RegistryRead)
     def _registry_read(self, message: RegistryRead) -> None:
@@ -119,6 +123,8 @@ class ModelsScreen(Screen):
             # Text cells: names and fields read from registry.json and GGUF files are not markup
             local.add_row(Text(e.name), roles, Text(e.role or "–"), human_bytes(e.size_bytes),
                           Text(e.quantization or ""), Text(e.path), key=e.name)
+        for name, served in (message.served or {}).items():  # after self.local's rows: no action picks them
+            local.add_row(Text(name), "", "served", "–", "", Text(served.base_url), key=f"served:{name}")
         for c in self.catalog_items:
             cat.add_row(Text(c.name), c.role, c.family, human_bytes(c.size_bytes), Text(c.notes), key=c.name)
         if problem:
