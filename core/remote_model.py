@@ -165,9 +165,10 @@ class RemoteModel(ModelText, TokenGenerator):
     def _generation(self, data: dict[str, Any], request: GenerateRequest, prompt_index: int) -> Generation:
         choice = self._parse_choice(data)
         text = choice["text"]
-        finish = self._finish_reason(choice, data, text)
+        stop = choice.get("stop_reason") if isinstance(choice.get("stop_reason"), str) else (
+            request.stop[0] if request.stop else "")
+        finish = self._finish_reason(choice, data, text, stop)
         if finish == "stop":
-            stop = choice.get("stop_reason") if isinstance(choice.get("stop_reason"), str) else request.stop[0]
             tokens = self.tokenize(text + stop, add_special=False)
         else:
             tokens = self.tokenize(text, add_special=False)
@@ -175,11 +176,10 @@ class RemoteModel(ModelText, TokenGenerator):
                 tokens.append(self.facts.eos)
         return Generation(text, tokens, [], finish, prompt_index)
 
-    def _finish_reason(self, choice: dict[str, Any], data: dict[str, Any], text: str) -> str:
+    def _finish_reason(self, choice: dict[str, Any], data: dict[str, Any], text: str, stop: str) -> str:
         """eos | stop | length.  OpenAI's "stop" covers both the end-of-generation token and a
-        stop string: vLLM's ``stop_reason`` tells them apart (a string, or None for the token);
-        otherwise a stop string was hit when the server counted more tokens than the text holds
-        (it counts the stop string's tokens; the end token it does not count)."""
+        stop string: vLLM's ``stop_reason`` tells them apart (a string, or None for the token).
+        Otherwise the server's token count does (see ``ended_by_stop``)."""
         reason = choice.get("finish_reason")
         if reason == "length":
             return "length"
@@ -189,11 +189,24 @@ class RemoteModel(ModelText, TokenGenerator):
             return "eos"
         if "stop_reason" in choice:
             return "stop" if isinstance(choice["stop_reason"], str) else "eos"
+        if not stop:
+            return "eos"  # no stop string was asked for
         usage = data.get("usage") or {}
         counted = usage.get("completion_tokens") if isinstance(usage, dict) else None
         if isinstance(counted, int):
-            return "stop" if counted > len(self.tokenize(text, add_special=False)) else "eos"
+            return "stop" if self.ended_by_stop(text, stop, counted) else "eos"
         return "stop"
+
+    def ended_by_stop(self, text: str, stop: str, counted: int) -> bool:
+        """Whether ``counted`` generated tokens (the server's count: the tokens that wrote the
+        stop string are counted, the end token is not) that left ``text`` ended at ``stop``:
+        more tokens than ``text`` has, or as many as ``text + stop`` has (the stop's first
+        token merged with the text's end, as Qwen's ":\n\n").  Exact when the model wrote
+        its tokenizer's own tokens; when even then the counts cannot tell (an end token
+        after a text whose last token would merge with the stop) it says stop: a beam that
+        goes on costs one step, one that ends too early loses its solution."""
+        return counted > len(self.tokenize(text, add_special=False)) or \
+            counted >= len(self.tokenize(text + stop, add_special=False))
 
     def _parse_choice(self, data: dict[str, Any]) -> dict[str, Any]:
         choices = data.get("choices")
