@@ -91,6 +91,7 @@ class Solver:
         self._prm_description: dict | None = None
         self._speculative_decoder: SpeculativeDecoder | None = None
         self._notices: list[str] = []  # said once, in the next search's events
+        self._told_no_drafting = False
         self._lock = threading.Lock()  # one search at a time
         # Loading: callers on several threads (two app screens) share one load of each model.
         # Taken after _lock when both are held, and without _lock to load while a search runs.
@@ -143,7 +144,8 @@ class Solver:
         large = self.engine("large") if "large" in roles else None
         decoder = None
         if isinstance(large, RemoteModel):
-            if small is not None and not any("token-level" in n for n in self._notices):
+            if small is not None and not self._told_no_drafting:
+                self._told_no_drafting = True
                 self._notices.append(f"token-level drafting is off: the large model is served at "
                                      f"{large.served.base_url} (its server's own speculation applies)")
         elif small is not None and large is not None:
@@ -268,6 +270,7 @@ class Solver:
             self._prm = None
             self._prm_description = None
             self._speculative_decoder = None
+            self._told_no_drafting = False
 
     def __enter__(self) -> "Solver":
         return self

@@ -10,6 +10,9 @@ specsearch the small model drafts every child; the PRM scores the
            drafts; those below beta are rejected and rewritten by
            the large model (with token-level speculative decoding)
 
+A large model served over HTTP (core.remote_model) writes alone wherever the
+speculative decoder would: token-level speculation is then its server's.
+
 A child index numbers the thoughts of one step (beam-major, ``children`` per
 beam); it picks the sampling seed, so the same child draws the same way in
 every method.

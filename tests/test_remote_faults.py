@@ -236,3 +236,17 @@ def test_solve_with_a_served_large_model_from_the_command_line(stand_in, tiny, c
     err = capsys.readouterr().err
     assert code == EXIT_ERROR
     assert err.strip().splitlines() == [f"specsearch: error: cannot reach the large model at {dead}: connection refused"]
+
+
+def test_drafting_off_is_said_once_per_solver(stand_in, tiny) -> None:
+    from specsearch.core import events as ev
+
+    srv = stand_in(lambda body: ok(completion("The answer is 5.", "stop", choice={"stop_reason": None})))
+    config = SearchConfig(method="specsearch", beam_width=1, children=1, max_depth=2)
+    with Solver(small=ModelSpec(str(tiny["draft"])), large=srv.url, prm_kind="arith") as solver:
+        said = []
+        for _ in range(2):
+            events: list = []
+            solver.solve("What is 2+3?", config, on_event=events.append)
+            said.append([e.message for e in events if isinstance(e, ev.Notice)])
+    assert len(said[0]) == 1 and said[1] == []
