@@ -1,5 +1,12 @@
 """llama_cpp.server (llama-cpp-python's OpenAI-compatible server) on 127.0.0.1 in a
-subprocess, serving a GGUF, for tests of remote models."""
+subprocess, serving a GGUF, for tests of remote models.
+
+Run as a script it is llama_cpp.server itself, with llama.cpp's extra CPU buffer
+types off where specsearch turns them off (core.llama_adapter: their AMX type
+crashes the first decode of a quantized model on AMX CPUs, llama.cpp issue 20824):
+
+    python tests/served.py --model L.gguf --host 127.0.0.1 --port 8080 --n_threads 1
+"""
 
 from __future__ import annotations
 
@@ -27,7 +34,7 @@ class ServedGGUF:
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = open(log, "wb") if log else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
+            [sys.executable, __file__, "--model", str(model), "--host", "127.0.0.1",
              "--port", str(self.port), "--n_ctx", str(n_ctx), "--n_threads", "1", "--n_threads_batch", "1",
              "--type_k", "0", "--type_v", "0", "--flash_attn", "false", "--n_gpu_layers", "0"],
             stdout=self._log, stderr=subprocess.STDOUT,
@@ -54,3 +61,26 @@ class ServedGGUF:
             self.proc.wait(timeout=10)
         if self._log is not subprocess.DEVNULL:
             self._log.close()
+
+
+def serve() -> int:
+    """llama_cpp.server's main, loading models as specsearch would on this CPU."""
+    import llama_cpp.llama_cpp as llama_cpp_lib
+    from llama_cpp.server.__main__ import main
+
+    from specsearch.core.llama_adapter import _extra_buffers_allowed
+
+    if not _extra_buffers_allowed():
+        default_params = llama_cpp_lib.llama_model_default_params
+
+        def params():
+            p = default_params()
+            p.use_extra_bufts = False
+            return p
+
+        llama_cpp_lib.llama_model_default_params = params
+    return main() or 0
+
+
+if __name__ == "__main__":
+    sys.exit(serve())
