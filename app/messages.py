@@ -147,6 +147,7 @@ class RegistryRead(Message):
     defaults: dict[str, Any] | None = None  # role -> ModelEntry
     error: str | None = None
     offload: dict[str, str] | None = None  # name -> where its layers are (as loaded, else as planned)
+    served: dict[str, Any] | None = None  # name -> core.remote_client.ServedModel (models/served.py)
 
 
 @dataclass

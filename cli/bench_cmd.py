@@ -109,6 +109,10 @@ def run_engine(args: argparse.Namespace) -> int:
 
     if not (args.small and args.large):
         raise SpecSearchError("bench engine needs --small and --large")
+    from specsearch.core.remote_client import is_url
+
+    if is_url(args.small) or is_url(args.large):
+        raise SpecSearchError("bench engine measures local GGUF files; benchmark a served model with `bench search`")
     options = load_options(args)
     problems = load_dataset(args.prompts or "gsm8k", 20)
     log = (lambda s: print(s, file=sys.stderr)) if args.json else print

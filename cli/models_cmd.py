@@ -16,6 +16,7 @@ from specsearch.models import recommended as catalog_mod
 from specsearch.models.registry import ROLES
 from specsearch.models.sizes import human_bytes
 
+from . import served_cmd
 from .common import print_json, warn_gpu_layers
 
 
@@ -62,6 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     s = p.add_subparsers(dest="models_command", metavar="ACTION")
     s.required = True
+
+    served_cmd.register(s)
 
     c = s.add_parser("list", help="installed models and the defaults")
     c.add_argument("--json", action="store_true")

@@ -36,6 +36,10 @@ def run(args: argparse.Namespace) -> int:
     printer = _json_line if args.json else TextPrinter().handle
     with solver:
         result = solver.solve(question, config, on_event=printer)
+    if result.error:  # a served model failed mid-search; the tree so far was printed
+        from .main import EXIT_ERROR
+
+        return EXIT_ERROR
     return 0 if not result.cancelled else 130
 
 
@@ -81,6 +85,8 @@ class TextPrinter:
             prm = prm_of(event.config)
             if prm is not None:
                 self.say(f"reward model: {prm_label(prm)}")
+        elif isinstance(event, ev.Notice):
+            self.say(f"note: {event.message}")
         elif isinstance(event, ev.StepStarted):
             beta = f"  β = {event.beta:.3f}" if event.beta is not None else ""
             self.say(f"\nstep {event.step}{beta}")
@@ -105,6 +111,8 @@ class TextPrinter:
 
     def summary(self, r: SearchResult) -> None:
         s = r.stats
+        if r.error:
+            self.say(f"\nsearch stopped: {r.error}")
         self.say("\n" + ("search cancelled — best so far:" if r.cancelled else "solution:"))
         self.say(r.solution or "(none)")
         self.say(f"\nanswer: {r.answer if r.answer is not None else '(no final answer found)'}")

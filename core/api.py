@@ -11,6 +11,12 @@ that model's engine (and memory).
 Searches run on the caller's thread, one at a time; events arrive on it too.
 Loading is thread-safe: callers on several threads share one load of each model.
 ``Solver.offload()`` says where each loaded model's layers are (core/offload.py).
+
+A large model or PRM may be served (an http(s) URL or a core.remote_client.ServedModel):
+it is a core.remote_model.RemoteModel tokenizing with a local GGUF (default: the small
+model's file), checked once when loaded; with a served large model the Solver does no
+token-level drafting (the server's own speculation applies) and says so once, in a
+Notice event of the first search.
 """
 
 from __future__ import annotations
@@ -24,12 +30,14 @@ from typing import Callable, Sequence
 from .config import SearchConfig
 from .engine import Engine, LoadOptions
 from .errors import SpecSearchError
-from .events import CancelToken, SearchEvent, SearchFinished, SearchStarted
+from .events import CancelToken, Notice, SearchEvent, SearchFinished, SearchStarted
 from .generators import Models
 from .methods import get_method
 from .offload import Offload
 from .prm import DEFAULT_PRM_KIND, RewardModel, make_prm, prm_kind
 from .prm_info import PRM_KEY, describe_prm
+from .remote_client import ServedModel, is_url
+from .remote_model import RemoteModel
 from .search import run_search
 from .speculative import SpeculativeDecoder
 from .tree import SearchResult
@@ -47,18 +55,21 @@ class ModelSpec:
                            batch_invariant=batch_invariant)
 
 
-def _model_spec(model: str | Path | ModelSpec | None) -> ModelSpec | None:
-    if model is None or isinstance(model, ModelSpec):
+ModelChoice = str | Path | ModelSpec | ServedModel | None
+
+
+def _model_spec(model: ModelChoice) -> ModelSpec | ServedModel | None:
+    if model is None or isinstance(model, (ModelSpec, ServedModel)):
         return model
-    return ModelSpec(str(model))
+    return ServedModel(model) if is_url(model) else ModelSpec(str(model))
 
 
 class Solver:
     def __init__(
         self,
-        small: str | Path | ModelSpec | None = None,
-        large: str | Path | ModelSpec | None = None,
-        prm: str | Path | ModelSpec | None = None,
+        small: ModelChoice = None,
+        large: ModelChoice = None,
+        prm: ModelChoice = None,
         prm_kind: str = DEFAULT_PRM_KIND,
         *,
         prm_head: str | Path | None = None,
@@ -81,13 +92,15 @@ class Solver:
         self._prm: RewardModel | None = None
         self._prm_description: dict | None = None
         self._speculative_decoder: SpeculativeDecoder | None = None
+        self._notices: list[str] = []  # said once, in the next search's events
+        self._told_no_drafting = False
         self._lock = threading.Lock()  # one search at a time
         # Loading: callers on several threads (two app screens) share one load of each model.
         # Taken after _lock when both are held, and without _lock to load while a search runs.
         self._load_lock = threading.RLock()
 
     # ------------------------------------------------------------ models ---
-    def engine(self, role: str) -> Engine | None:
+    def engine(self, role: str) -> Engine | RemoteModel | None:
         """The loaded engine for a role (small, large, prm), loading it if needed."""
         model_file = self.model_files[role]
         if model_file is None:
@@ -95,21 +108,38 @@ class Solver:
         with self._load_lock:
             return self._load_engine(role, model_file)
 
-    def _load_engine(self, role: str, model_file: ModelSpec) -> Engine:
+    def _load_engine(self, role: str, model_file: ModelSpec | ServedModel) -> Engine | RemoteModel:
         if role not in self._engines:
             for other, loaded in self._engines.items():
                 other_file = self.model_files[other]
-                if other_file and Path(other_file.path) == Path(model_file.path):
-                    self._engines[role] = loaded  # same file: share the engine
+                if other_file and type(other_file) is type(model_file) and (
+                        other_file == model_file if isinstance(model_file, ServedModel)
+                        else Path(other_file.path) == Path(model_file.path)):
+                    self._engines[role] = loaded  # same file (or server): share the engine
                     break
             else:
-                self._engines[role] = Engine(model_file.path, model_file.options(self.batch_invariant))
+                self._engines[role] = self._new_engine(role, model_file)
         return self._engines[role]
 
     def offload(self) -> dict[str, Offload]:
-        """Where each loaded model's layers are (role -> Offload); roles not loaded yet are absent."""
+        """Where each loaded local model's layers are (role -> Offload); roles not loaded yet, and
+        served models, are absent."""
         with self._load_lock:
-            return {role: engine.offload for role, engine in self._engines.items()}
+            return {role: engine.offload for role, engine in self._engines.items() if isinstance(engine, Engine)}
+
+    def _new_engine(self, role: str, model_file: ModelSpec | ServedModel) -> Engine | RemoteModel:
+        if not isinstance(model_file, ServedModel):
+            return Engine(model_file.path, model_file.options(self.batch_invariant))
+        small = self.model_files["small"]
+        if model_file.tokenizer is None and isinstance(small, ModelSpec):
+            model_file = model_file.with_tokenizer(small.path)  # a pair shares its vocabulary
+        remote = RemoteModel(model_file, role)
+        try:
+            remote.probe()  # an unusable server is an error now, not mid-search
+        except BaseException:
+            remote.close()
+            raise
+        return remote
 
     def models(self, method: str) -> Models:
         """The models ``method`` needs (its roles in core.methods), loaded; a missing one stays None
@@ -121,7 +151,12 @@ class Solver:
         small = self.engine("small") if "small" in roles else None
         large = self.engine("large") if "large" in roles else None
         decoder = None
-        if small is not None and large is not None:
+        if isinstance(large, RemoteModel):
+            if small is not None and not self._told_no_drafting:
+                self._told_no_drafting = True
+                self._notices.append(f"token-level drafting is off: the large model is served at "
+                                     f"{large.served.base_url} (its server's own speculation applies)")
+        elif small is not None and large is not None:
             if self._speculative_decoder is None:
                 self._speculative_decoder = SpeculativeDecoder(large, small, k=self.spec_tokens,
                                                                adaptive=self.adaptive_draft)
@@ -140,7 +175,10 @@ class Solver:
             if needs_model and self.model_files["prm"] is None:
                 return None
             engine = self.engine("prm") if needs_model else None
-            prm = make_prm(self.prm_kind, engine, head=self.prm_head)
+            kind = self.prm_kind
+            if isinstance(engine, RemoteModel):
+                kind = remote_prm_kind(kind, engine)
+            prm = make_prm(kind, engine, head=self.prm_head)
             if self.arith_check and needs_model:  # a kind without a model is a check of its own
                 from .arithmetic import ArithmeticGuard
 
@@ -157,6 +195,8 @@ class Solver:
             head, kind = self.prm_head, self.prm_kind
             if head is None and kind in ("head", "auto") and prm_file is not None:
                 head = self._shipped_head(prm_file.path)
+            if isinstance(prm_file, ServedModel):
+                kind, head = ("judge" if kind == "auto" else kind), None
             if kind == "auto":  # say what auto chose
                 kind = "head" if head else "judge"
             # Kind arith is the check itself; the guard goes only on top of a model.
@@ -164,6 +204,11 @@ class Solver:
             self._prm_description = describe_prm(kind, prm_file.path if prm_file else None,
                                                  head if kind == "head" else None, checked)
         return dict(self._prm_description)
+
+    @property
+    def notices(self) -> list[str]:
+        """What the next search will say once in Notice events (e.g. drafting turned off)."""
+        return list(self._notices)
 
     @staticmethod
     def _shipped_head(backbone: str) -> str | None:
@@ -178,8 +223,9 @@ class Solver:
 
     def _emitter(self, on_event: Callable[[SearchEvent], None] | None) -> Callable[[SearchEvent], None]:
         """``on_event`` (the one route of a search's events), recording the PRM description in
-        the search's config."""
+        the search's config, and saying pending notices after SearchStarted."""
         prm = self.prm_description() if self._prm is not None else None
+        notices, self._notices = self._notices, []
 
         def emit(event: SearchEvent) -> None:
             if prm is not None and isinstance(event, SearchStarted):
@@ -188,6 +234,9 @@ class Solver:
                 event.result.config[PRM_KEY] = prm  # the result is returned as is: it carries it too
             if on_event is not None:
                 on_event(event)
+                if isinstance(event, SearchStarted):
+                    for message in notices:
+                        on_event(Notice(message))
 
         return emit
 
@@ -229,9 +278,29 @@ class Solver:
             self._prm = None
             self._prm_description = None
             self._speculative_decoder = None
+            self._told_no_drafting = False
 
     def __enter__(self) -> "Solver":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+REMOTE_PRM_KINDS = ("judge", "step-tag")
+"""The PRM kinds a served model can be: they read log-probs of candidate tokens, which
+a completions server returns; the others need the model's hidden states or a local check."""
+
+
+def remote_prm_kind(kind: str, model: RemoteModel) -> str:
+    """``kind`` for a served reward model (auto: judge), after checking once that the
+    server returns top log-probs; PRMKindError for a kind a server cannot serve."""
+    from .prm import PRMKindError
+
+    if kind == "auto":
+        kind = "judge"
+    if kind not in REMOTE_PRM_KINDS:
+        raise PRMKindError(f"PRM kind {kind!r} needs a local model; a served reward model "
+                           f"({model.served.base_url}) scores with {' or '.join(REMOTE_PRM_KINDS)}")
+    model.probe_logprobs()
+    return kind

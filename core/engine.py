@@ -37,7 +37,6 @@ from typing import Callable, Iterator, NamedTuple, Sequence
 import numpy as np
 
 from . import llama_adapter as lla
-from .chat_template import render_chat
 from .errors import ContextOverflowError, KVCacheFullError, SpecSearchError
 from .generation import (
     GenerateOutput,
@@ -48,6 +47,7 @@ from .generation import (
     TokenGenerator,
 )
 from .gguf_info import GGUFInfo, read_gguf_info
+from .model_text import ModelText
 from .offload import Offload, model_offload
 from .kv_slots import KVLease, KVSlots, common_prefix_len, distinct_prefix_cells
 from .options import Bounds, check_bounds
@@ -128,7 +128,7 @@ class Feed(NamedTuple):
     """Offsets into ``tokens`` whose next-token logits are wanted."""
 
 
-class Engine(TokenGenerator):
+class Engine(ModelText, TokenGenerator):
     """One GGUF model, one llama.cpp context.
 
     Threads: every public method holds the engine's (reentrant) lock for its
@@ -197,39 +197,6 @@ class Engine(TokenGenerator):
     @property
     def name(self) -> str:
         return self.info.name
-
-    def tokenize(self, text: str, add_special: bool | None = None, parse_special: bool = True) -> list[int]:
-        """Tokens of ``text``; ``add_special`` None: add BOS when the model asks for it."""
-        if add_special is None:
-            add_special = self.facts.add_bos
-        return self.vocab.tokenize(text, add_special, parse_special)
-
-    def render_chat(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-        """Format ``messages`` with the GGUF's own chat template."""
-        return render_chat(
-            self.facts.chat_template,
-            messages,
-            add_generation_prompt=add_generation_prompt,
-            bos_token=self.vocab.text(self.facts.bos) if self.facts.bos >= 0 else "",
-            eos_token=self.vocab.text(self.facts.eos) if self.facts.eos >= 0 else "",
-            model_name=self.path,
-            # For a template stopped as hostile: llama.cpp's own rendering of the kind it names.
-            fallback=lambda msgs, add: lla.builtin_chat(self.facts.chat_template, msgs, add),
-        )
-
-    def chat_tokens(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> list[int]:
-        return self.chat_text_tokens(self.render_chat(messages, add_generation_prompt))
-
-    def chat_text_tokens(self, text: str) -> list[int]:
-        """Tokens of a rendered chat: special tokens parsed, one BOS when the model
-        asks for it (a template that writes the BOS itself would otherwise give two)."""
-        tokens = self.tokenize(text, add_special=self.facts.add_bos)
-        if len(tokens) >= 2 and tokens[0] == tokens[1] == self.facts.bos:
-            del tokens[0]
-        return tokens
-
-    def is_eog(self, token: int) -> bool:
-        return token in self.vocab.eog
 
     def check_fits(self, n_tokens: int, what: str = "prompt") -> None:
         if n_tokens >= self.n_ctx:

@@ -43,6 +43,14 @@ class SearchStarted(SearchEvent):
 
 
 @dataclass(frozen=True)
+class Notice(SearchEvent):
+    """Something the user should know about this run, said once (e.g. token-level
+    drafting is off because the large model is served remotely)."""
+
+    message: str
+
+
+@dataclass(frozen=True)
 class StepStarted(SearchEvent):
     step: int  # 1-based depth of the thoughts generated in this step
     beam_ids: tuple[int, ...]  # parent node ids being expanded (empty tuple: the root)

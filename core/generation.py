@@ -38,6 +38,12 @@ class GenerateStats:
     target_passes: int = 0
     draft_seconds: float = 0.0
     target_seconds: float = 0.0
+    # A served model (core.remote_model): its requests, their summed wall time, and the
+    # server's own prompt + generation time for the requests whose answer reported it.
+    remote_requests: int = 0
+    remote_seconds: float = 0.0
+    server_seconds: float = 0.0
+    server_timed_requests: int = 0
 
     @property
     def tokens_per_second(self) -> float:

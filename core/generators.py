@@ -10,6 +10,9 @@ specsearch the small model drafts every child; the PRM scores the
            drafts; those below beta are rejected and rewritten by
            the large model (with token-level speculative decoding)
 
+A large model served over HTTP (core.remote_model) writes alone wherever the
+speculative decoder would: token-level speculation is then its server's.
+
 A child index numbers the thoughts of one step (beam-major, ``children`` per
 beam); it picks the sampling seed, so the same child draws the same way in
 every method.
@@ -40,7 +43,7 @@ class Models:
     small: Engine | None = None
     large: Engine | None = None
     prm: RewardModel | None = None
-    speculative_decoder: SpeculativeDecoder | None = None  # large verifies, small drafts: set whenever both are
+    speculative_decoder: SpeculativeDecoder | None = None  # large verifies, small drafts: set when both are local
 
     def roles(self) -> tuple[str, ...]:
         """The roles (small, large, prm) that have a model."""
@@ -67,6 +70,12 @@ def _room(writer: TokenGenerator, beams: list[Beam], children: int) -> int:
         extra = writer.policy.k_max + 1
         return min(_room(writer.target, beams, children), _room(writer.draft, beams, children)) - extra
     return writer.generation_room([b.tokens for b in beams], children)
+
+
+def _large_writer(models: Models) -> TokenGenerator:
+    """What writes the large model's thoughts: the speculative decoder (the large model
+    with token-level drafting), or the large model alone when there is none (it is served)."""
+    return models.speculative_decoder or models.large
 
 
 def _sampling(state: SearchState) -> SamplingParams:
@@ -190,7 +199,7 @@ class SpeculativeSampling(_WholeStep):
     name, source = "sps", "large"
 
     def runner(self) -> TokenGenerator:
-        return self.models.speculative_decoder
+        return _large_writer(self.models)
 
 
 class SmallOnly(_WholeStep):
@@ -211,13 +220,13 @@ class SpecSearch:
 
     def room(self, beams: list[Beam], children: int) -> int:
         # Every child may be drafted, and every one rejected and rewritten.
-        return min(_room(self.models.small, beams, children), _room(self.models.speculative_decoder, beams, children))
+        return min(_room(self.models.small, beams, children), _room(_large_writer(self.models), beams, children))
 
     def expand(self, state: SearchState, beams: list[Beam], depth: int) -> list[Candidate]:
         jobs = _all_jobs(state, beams)
         if self.threshold.beta is None:  # first step: the large model sets beta
             with state.phase("regenerate"):
-                out = _run(state, self.models.speculative_decoder, jobs, depth)
+                out = _run(state, _large_writer(self.models), jobs, depth)
             state.count_generation("large", out)
             cands = _candidates(state, jobs, out, depth, "large", "generated")
             for c in cands:
@@ -259,7 +268,7 @@ class SpecSearch:
         regenerated: list[Candidate] = []
         if rejected_jobs and not state.cancelled:
             with state.phase("regenerate"):
-                out = _run(state, self.models.speculative_decoder, rejected_jobs, depth)
+                out = _run(state, _large_writer(self.models), rejected_jobs, depth)
             state.count_generation("large", out)
             regenerated = _candidates(state, rejected_jobs, out, depth, "large", "regenerated", rejected_ids)
             for c, old in zip(regenerated, rejected_ids):

@@ -5,6 +5,10 @@ threshold and the method's generator (core.methods), runs the strategy
 ``config.search`` names (core.strategies: beam, mcts, best-of-n, dvts) and
 turns the leaf it chose into the result.  What the strategies share (expanding
 beams by a step, the context-limit guard, answer selection) is core.search_run.
+
+A served model that fails mid-search (core.remote_client.RemoteError) ends the
+search as a cancel does: the tree so far is the result, ``cancelled`` and with
+the failure in ``error``.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ def run_search(
         answer=None,
         stats=state.stats,
         cancelled=state.cancelled,
+        error=state.error,
     )
     if best is not None:
         result.solution = config.delimiter.join(list(prefix_steps) + [n.text for n in result.path(best.node.id)])

@@ -21,6 +21,7 @@ from .answers import extract_answer, final_answer_present, is_equivalent
 from .errors import ContextOverflowError, KVCacheFullError
 from .events import StepStarted
 from .generators import ThoughtGenerator
+from .remote_client import RemoteError
 from .search_state import Beam, Candidate, SearchState
 from .threshold import Threshold
 from .tree import StepRecord
@@ -79,7 +80,8 @@ def expand_step(run: SearchRun, beams: list[Beam], depth: int, last_selected: li
     """The scored thoughts of one step for those of ``beams`` with room in the context,
     after a StepRecord and a StepStarted event; None when there are none: no beam has room,
     the context overflowed (the beams end as finished leaves, in ``finished``), or the
-    search was cancelled (this step's thoughts stay in the tree, unselected).
+    search was cancelled or a served model failed (this step's thoughts stay in the tree,
+    unselected; the failure is ``state.error``).
     ``last_selected`` holds the candidates the beams end at."""
     state = run.state
     beams = beams_with_room(state, run.generator, beams, last_selected, finished)
@@ -95,6 +97,9 @@ def expand_step(run: SearchRun, beams: list[Beam], depth: int, last_selected: li
         # The room estimate fell short (cells the cache could not share): the
         # beams end with what they have; this step's thoughts stay unselected.
         finish_for_context(beams, last_selected, finished)
+        return None
+    except RemoteError as e:
+        state.error = str(e)  # the step's thoughts so far stay in the tree, unselected
         return None
     return None if state.cancelled else cands
 

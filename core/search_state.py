@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from .engine import GenerateOutput
+from .generation import GenerateStats
 from .events import CancelToken, SearchEvent, StatsUpdated
 from .tree import SearchStats, StepRecord, ThoughtNode
 
@@ -58,10 +59,12 @@ class SearchState:
         # Added to the child indices of the next expand: MCTS expands one depth several
         # times, and numbers each expansion's children apart so they draw differently.
         self.first_child = 0
+        # A served model's failure (core.remote_client.RemoteError): the search ends as on a cancel.
+        self.error: str | None = None
 
     @property
     def cancelled(self) -> bool:
-        return bool(self.cancel and self.cancel.cancelled)
+        return self.error is not None or bool(self.cancel and self.cancel.cancelled)
 
     @property
     def step(self) -> StepRecord:
@@ -97,6 +100,18 @@ class SearchState:
         self.stats.tokens_drafted += out.stats.drafted
         self.stats.tokens_accepted += out.stats.accepted
         self.stats.target_passes += out.stats.target_passes
+        if out.stats.remote_requests:
+            self._count_remote(model, out.stats)
+
+    def _count_remote(self, model: str, s: GenerateStats) -> None:
+        r = self.stats.remote.setdefault(model, {"requests": 0, "seconds": 0.0, "timed_requests": 0,
+                                                 "server_seconds": 0.0})
+        r["requests"] += s.remote_requests
+        r["seconds"] += s.remote_seconds
+        r["timed_requests"] += s.server_timed_requests
+        r["server_seconds"] += s.server_seconds
+        if r["timed_requests"] == r["requests"]:  # a split only when every request was timed
+            r["network_queue_seconds"] = max(0.0, r["seconds"] - r["server_seconds"])
 
     def publish_stats(self) -> None:
         self.stats.wall_seconds = time.perf_counter() - self.t0
@@ -106,4 +121,5 @@ class SearchState:
 def _snapshot(stats: SearchStats) -> SearchStats:
     """A copy listeners may keep: the dict fields are copied, the rest are immutable."""
     return dataclasses.replace(stats, phase_seconds=dict(stats.phase_seconds), tokens=dict(stats.tokens),
-                               model_seconds=dict(stats.model_seconds))
+                               model_seconds=dict(stats.model_seconds),
+                               remote={m: dict(r) for m, r in stats.remote.items()})

@@ -118,6 +118,10 @@ class SearchStats:
     tokens_drafted: int = 0  # token-level speculative decoding
     tokens_accepted: int = 0
     target_passes: int = 0
+    # Served models (core.remote_model), per role: requests, seconds (their summed wall
+    # time) and, when the server reports its own timings for every request (llama-server),
+    # server_seconds and network_queue_seconds (the rest: network, queueing, parsing).
+    remote: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def thought_acceptance_rate(self) -> float | None:
@@ -157,6 +161,7 @@ class SearchResult:
     answer: str | None  # extracted final answer, if any
     stats: SearchStats
     cancelled: bool = False
+    error: str | None = None  # why the search stopped early (a served model failed); the tree so far is kept
 
     @property
     def search(self) -> str:
@@ -182,6 +187,7 @@ class SearchResult:
             "answer": self.answer,
             "stats": self.stats.to_dict(),
             "cancelled": self.cancelled,
+            "error": self.error,
         }
 
     @classmethod
@@ -198,4 +204,5 @@ class SearchResult:
             answer=data.get("answer"),
             stats=SearchStats.from_dict(data.get("stats")),
             cancelled=bool(data.get("cancelled", False)),
+            error=data.get("error"),
         )

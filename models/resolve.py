@@ -1,13 +1,15 @@
 """Which GGUF file and load settings each role (small, large, prm) uses.
 
 Shared by the CLI and the app so both read a choice the same way: a GGUF path
-or a model-manager name; nothing means the model manager's default for the
+a model-manager name, an http(s) URL of a served model (core.remote_client) or the
+name of one the model manager remembers (models/served.py); nothing means the model manager's default for the
 role; no reward model means the small (else large) model judges steps.  The
 model manager's per-model load settings fill whatever the caller leaves unset.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 from specsearch.core.api import ModelSpec
 from specsearch.core.errors import SpecSearchError
 from specsearch.core.methods import missing_roles
+from specsearch.core.remote_client import ServedModel, is_url
 
 from .registry import ROLES, ModelEntry, Registry
 
@@ -33,8 +36,8 @@ class LoadOverrides:
 class ResolvedModels:
     """What a search would load: a ModelSpec per role, and what is missing."""
 
-    specs: dict[str, ModelSpec | None]
-    sources: dict[str, str]  # role -> "given" | "model manager: NAME" | "default: NAME" | "small model as judge"
+    specs: dict[str, ModelSpec | ServedModel | None]
+    sources: dict[str, str]  # role -> "given" | "served" | "model manager: NAME" | "default: NAME" | "small model as judge"
     problems: list[str]  # one line each: a path that does not exist, a name not in the registry
 
     def missing_for(self, method: str) -> list[str]:
@@ -66,7 +69,7 @@ def resolve_models(
     by_name = {e.name: e for e in entries}
     by_path = {str(Path(e.path)): e for e in entries}
     overrides = overrides or {}
-    specs: dict[str, ModelSpec | None] = {}
+    specs: dict[str, ModelSpec | ServedModel | None] = {}
     sources: dict[str, str] = {}
     problems: list[str] = []
     for role in ROLES:
@@ -74,6 +77,12 @@ def resolve_models(
         entry: ModelEntry | None = None
         if value in by_name:
             entry, sources[role] = by_name[value], f"model manager: {value}"
+        elif is_url(value) or (value and value in _served_models()):
+            served = _served_models()[value] if not is_url(value) else ServedModel(value)
+            n_ctx = overrides.get(role, LoadOverrides()).n_ctx
+            specs[role] = dataclasses.replace(served, n_ctx=n_ctx) if n_ctx is not None else served
+            sources[role] = "served" if is_url(value) else f"served model: {value}"
+            continue
         elif value:
             path = Path(value).expanduser()
             if not path.is_file():
@@ -92,6 +101,16 @@ def resolve_models(
         specs["prm"] = specs["small"] or specs["large"]
         sources["prm"] = "small model as judge" if specs["small"] else "large model as judge"
     return ResolvedModels(specs, sources, problems)
+
+
+def _served_models() -> dict[str, ServedModel]:
+    """The model manager's served models by name (models/served.py); none when unreadable."""
+    from .served import load_served
+
+    try:
+        return load_served()
+    except SpecSearchError:
+        return {}
 
 
 def _spec(path: str, entry: ModelEntry | None, given: LoadOverrides) -> ModelSpec:

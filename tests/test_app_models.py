@@ -151,3 +151,24 @@ class TestDeleteAndFailures:
                 screen.query_one("#transfer-status").render()))
             assert "notes.gguf" in str(screen.query_one("#transfer-status").render())
             assert Registry.load().entries() == []
+
+
+class TestServedModelsListed:
+    @async_test
+    async def test_served_models_are_rows_after_the_local_ones_that_no_action_picks(self, app_models):
+        from specsearch.core.remote_client import ServedModel
+        from specsearch.models.served import add_served
+
+        add_served("gpu-box", ServedModel("http://gpu-box:8080/v1"))
+        app = make_app(None, check_models=True)
+        async with app.run_test(size=(140, 45)) as pilot:
+            await wait_until(pilot, lambda: app.current_mode == "models")
+            screen = app.screen
+            table = screen.query_one("#local-table")
+            await wait_until(pilot, lambda: table.row_count == 1)
+            assert [str(c) for c in table.get_row("served:gpu-box")] == \
+                ["gpu-box", "", "served", "–", "", "remote", "http://gpu-box:8080/v1"]
+            table.focus()
+            await pilot.press("l")  # a served row is not a registry entry: nothing is set
+            await pilot.pause()
+            assert Registry.load().defaults()["large"] is None

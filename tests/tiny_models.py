@@ -81,12 +81,15 @@ def write_tiny_model(
     name: str | None = None,
     extra_tokens: Sequence[str] = (),
     chat_template: str = CHATML_TEMPLATE,
+    printable: bool = False,
 ) -> Path:
     """Write a tiny llama GGUF to ``path`` and return the path.
 
     ``extra_tokens`` are appended to the vocabulary as special (control)
     tokens, e.g. a PRM's step tag; without them the file is unchanged.
-    ``chat_template`` replaces the ChatML template (say, a hostile one)."""
+    ``chat_template`` replaces the ChatML template (say, a hostile one).
+    ``printable`` makes the model write only printable ASCII, newlines and its
+    end token (a text-only server cannot return other bytes as they are)."""
     path = Path(path)
     rng = np.random.default_rng(seed)
     tokens, types, merges = tiny_vocab(vocab_variant)
@@ -121,7 +124,13 @@ def write_tiny_model(
     def normal(*shape: int, scale: float) -> np.ndarray:
         return (rng.standard_normal(shape) * scale).astype(np.float32)
 
-    w.add_tensor("token_embd.weight", normal(n_vocab, n_embd, scale=1.0))
+    embd = normal(n_vocab, n_embd, scale=1.0)
+    if printable:
+        # Dimension 0 of every embedding is large, so it stays large in the normed final
+        # state; rows of the tokens not to write read it with a large negative weight,
+        # the others not at all.
+        embd[:, 0] = 4.0
+    w.add_tensor("token_embd.weight", embd)
     for i in range(n_layer):
         p = f"blk.{i}."
         w.add_tensor(p + "attn_norm.weight", np.ones(n_embd, dtype=np.float32))
@@ -134,13 +143,25 @@ def write_tiny_model(
         w.add_tensor(p + "ffn_up.weight", normal(n_ff, n_embd, scale=n_embd**-0.5))
         w.add_tensor(p + "ffn_down.weight", normal(n_embd, n_ff, scale=n_ff**-0.5))
     w.add_tensor("output_norm.weight", np.ones(n_embd, dtype=np.float32))
-    w.add_tensor("output.weight", normal(n_vocab, n_embd, scale=logit_scale * n_embd**-0.5))
+    output = normal(n_vocab, n_embd, scale=logit_scale * n_embd**-0.5)  # drawn last: files stay as they were
+    if printable:
+        output[:, 0] = np.where(_printable_mask(tokens, tokens.index("<|im_end|>")), 0.0, -40.0)
+    w.add_tensor("output.weight", output)
 
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+def _printable_mask(tokens: list[str], eos: int) -> np.ndarray:
+    """Tokens made of printable ASCII and newlines only (in GPT-2's byte spelling), and the end token."""
+    byte_of = {c: b for b, c in enumerate(_bytes_to_unicode())}
+    ok = np.zeros(len(tokens), dtype=bool)
+    for i, t in enumerate(tokens):
+        ok[i] = i == eos or (all(c in byte_of for c in t) and all(32 <= byte_of[c] < 127 or byte_of[c] == 10 for c in t))
+    return ok
 
 
 def token_text(engine, tokens: Sequence[int]) -> str:

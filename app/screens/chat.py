@@ -13,6 +13,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Header, Static
 
+from specsearch.core.events import Notice
 from specsearch.core.tree import SearchResult
 
 from ..history import Conversation, Exchange
@@ -150,6 +151,8 @@ class ChatScreen(Screen):
         if run is None or run.purpose != "search" or self.live is None or self.turn is None:
             return
         self.live.apply(message.events)
+        for notice in (e for e in message.events if isinstance(e, Notice)):
+            self.notify(notice.message, title="Note", timeout=8)  # e.g. drafting off for a served model
         self.query_one(SearchPanel).sync()
         await self.turn.stream(self.live)
         if time.monotonic() - self._last_save > SAVE_EVERY and self.exchange is not None and not self.live.done:
@@ -177,6 +180,8 @@ class ChatScreen(Screen):
         panel.sync()
         panel.set_status("cancelled" if result.cancelled else "done")
         await self.turn.finish(self.live, result)
+        if result.error:  # a served model failed: the tree so far is kept, as after Esc
+            self.notify(result.error, title="Search stopped", severity="error", timeout=10)
         if self.exchange is not None:
             self.exchange.runs, self.exchange.partial = [result], False
             self.exchange.answer = result.answer

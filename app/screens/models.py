@@ -1,6 +1,8 @@
 """Model manager: local models (the Registry) with where each one's layers run (backend,
 GPU layers: as loaded, else as planned), pull from the catalog, import a file,
 assemble the offline pack — each with a progress bar — delete, set defaults.
+Served models (models/served.py) are listed after the local ones, read-only: they
+are added with `specsearch models served add` and chosen by name (--large NAME).
 Every registry read and write runs in a worker; results come back as typed messages."""
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from specsearch.core.gguf_info import read_gguf_info
 from specsearch.core.offload import Offload, planned_offload
 from specsearch.models import Registry, assemble_offline_pack, catalog, pull
 from specsearch.models.locations import models_dir
+from specsearch.models.served import load_served
 from specsearch.models.sizes import human_bytes
 
 from ..messages import RegistryChanged, RegistryRead, TransferFinished, TransferProgress
@@ -120,11 +123,12 @@ class ModelsScreen(Screen):
             registry = Registry.load()
             entries = registry.entries()
             defaults = {r: e for r, e in registry.defaults().items() if e is not None}
+            served = load_served()
         except Exception as exc:  # an unreadable registry: say so, keep the app usable
             self.post_message(RegistryRead(error=describe_error(exc)))
             return
         offload = offload_labels(entries, self.services.pool.offload_by_path())
-        self.post_message(RegistryRead(registry, tuple(entries), defaults, offload=offload))
+        self.post_message(RegistryRead(registry, tuple(entries), defaults, offload=offload, served=served))
 
     @on(RegistryRead)
     def _registry_read(self, message: RegistryRead) -> None:
@@ -145,6 +149,8 @@ class ModelsScreen(Screen):
             local.add_row(Text(e.name), roles, Text(e.role or "–"), human_bytes(e.size_bytes),
                           Text(e.quantization or ""), Text((message.offload or {}).get(e.name, "?")), Text(e.path),
                           key=e.name)
+        for name, served in (message.served or {}).items():  # after self.local's rows: no action picks them
+            local.add_row(Text(name), "", "served", "–", "", "remote", Text(served.base_url), key=f"served:{name}")
         for c in self.catalog_items:
             cat.add_row(Text(c.name), c.role, c.family, human_bytes(c.size_bytes), Text(c.notes), key=c.name)
         if problem:
