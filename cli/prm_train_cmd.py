@@ -12,7 +12,7 @@ from specsearch.core.engine import Engine, LoadOptions
 from specsearch.core.errors import SpecSearchError
 from specsearch.core.options import Bounds
 from specsearch.core.prm_head import FEATURES, SEARCH_SAFE_FEATURES
-from specsearch.core.prm_train import FitConfig, extract_features, train_head
+from specsearch.core.prm_train import FitConfig, ReduceConfig, extract_features, reduced_feature_names, train_head
 from specsearch.core.processbench import load_process_set
 
 from .common import check_flags, print_json
@@ -35,6 +35,14 @@ def register_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--features", default=",".join(SEARCH_SAFE_FEATURES),
                    help=f"comma-separated, from {', '.join(FEATURES)} (default: the shipped head's, "
                    "which leave out step length and counts: they make a search prefer steps that compute nothing)")
+    p.add_argument("--pca", type=int, default=0, metavar="K",
+                   help="read the hidden state through its top K principal directions, fitted on the training "
+                   "items (needs the hidden feature; 0 = all of it). The head file stays a head over the raw "
+                   "hidden state, with the reduction folded in")
+    p.add_argument("--keep-length", action="store_true",
+                   help="with --pca: do not erase from the hidden state the directions that predict the step's "
+                   "length and count of numbers (erased by default: they make a search prefer steps that "
+                   "compute nothing)")
     p.add_argument("--l2", type=float, default=FitConfig.l2, help=f"L2 penalty (default {FitConfig.l2})")
     p.add_argument("--hidden", type=int, default=FitConfig.hidden, help="MLP hidden units")
     p.add_argument("--held-out", type=float, default=0.2, help="fraction of items held out (default 0.2)")
@@ -49,6 +57,7 @@ TRAIN_BOUNDS = {
     "l2": Bounds(0.0),
     "hidden": Bounds(1, 1 << 16, kind=int),
     "seed": Bounds(0, 2**32 - 1, kind=int),  # numpy's seeds are unsigned
+    "pca": Bounds(0, 1 << 16, kind=int),
 }
 
 
@@ -59,24 +68,38 @@ def run_train(args: argparse.Namespace) -> int:
     unknown = [f for f in features if f not in FEATURES]
     if unknown or not features:
         raise SpecSearchError(f"unknown features {unknown}; choose from {', '.join(FEATURES)}")
+    reduce = None
+    if args.pca:
+        if "hidden" not in features:
+            raise SpecSearchError("--pca reduces the hidden state: add hidden to --features")
+        reduce = ReduceConfig(args.pca, erase=not args.keep_length)
+    elif args.keep_length:
+        raise SpecSearchError("--keep-length goes with --pca")
     if not 0.0 < args.held_out < 1.0:
         raise SpecSearchError("--held-out must lie strictly between 0 and 1")
     items = [it for spec in args.data for it in load_process_set(spec).items]
     if len(items) < 4 or len({it.label >= 0 for it in items}) < 2:
         raise SpecSearchError("training needs at least 4 items, some with an error and some without")
     engine = Engine(args.backbone, options)
+    if reduce is not None and args.pca > engine.facts.n_embd:
+        engine.close()
+        raise SpecSearchError(f"--pca {args.pca} is more than the backbone's hidden size ({engine.facts.n_embd})")
     with engine, tqdm(total=len(items), desc="features", unit="item", file=sys.stderr, dynamic_ncols=True) as bar:
-        feats = extract_features(engine, items, features, on_progress=lambda done, total: bar.update(done - bar.n))
+        extracted = reduced_feature_names(features, reduce) if reduce else features
+        feats = extract_features(engine, items, extracted, on_progress=lambda done, total: bar.update(done - bar.n))
         config = FitConfig(model=args.model, hidden=args.hidden, l2=args.l2, seed=args.seed)
         meta = {"trained_on": [str(d) for d in args.data], "model": args.model, "l2": args.l2}
-        report = train_head(engine, feats, items, features, config, held_out=args.held_out, meta=meta)
+        if reduce is not None and len(feats.y) < args.pca:
+            raise SpecSearchError(f"--pca {args.pca} is more than the {len(feats.y)} steps of the data")
+        report = train_head(engine, feats, items, features, config, held_out=args.held_out, meta=meta,
+                            reduce=reduce)
     report.head.meta.update({"val_auroc": report.val_auroc, "val_f1_oracle": report.val_f1})
     report.head.save(args.out)
     summary = {
         "out": str(args.out), "backbone": Path(args.backbone).name, "items": len(items),
         "train_steps": report.train_steps, "val_steps": report.val_steps, "val_auroc": report.val_auroc,
         "val_f1_oracle": report.val_f1, "val_threshold": report.val_threshold, "features": features,
-        "model": args.model,
+        "model": args.model, "pca": args.pca, "erased": bool(reduce and reduce.erase),
     }
     if args.json:
         print_json(summary)

@@ -6,7 +6,9 @@ Items are split into training and held-out sets by item (never a solution's
 steps on both sides).  Models: logistic regression (L2) or a one-hidden-layer
 MLP (ReLU, L2, Adam), both with early stopping on held-out AUROC, then Platt
 calibration on the held-out set folded into the last layer, so the head's
-output is a calibrated P(step correct).
+output is a calibrated P(step correct).  A head on the hidden state can first
+have it reduced (ReduceConfig: confound erasure and PCA, core.prm_reduce); the
+fitted head is folded back onto the raw hidden state.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from .engine import Engine
 from .prm_head import PROMPT_FORMATS, Head, file_sha256, step_features
 from .prm_metrics import auroc, best_threshold, step_auroc
+from .prm_reduce import CONFOUND_FEATURES, fit_reduction, fold_into_head
 from .processbench import ProcessItem
 
 
@@ -167,16 +170,61 @@ class TrainReport:
     val_threshold: float | None
 
 
+@dataclass
+class ReduceConfig:
+    components: int
+    """Principal directions of the hidden state the head reads (core.prm_reduce)."""
+    erase: bool = True
+    """Erase the step's length and count of numbers from the hidden state first."""
+
+
+def reduced_feature_names(feature_names: Sequence[str], reduce: ReduceConfig) -> list[str]:
+    """What to extract for a reduced head: the hidden state first, the other features,
+    then the confounds erasure needs (they are not inputs of the head)."""
+    if "hidden" not in feature_names:
+        raise ValueError("reducing the hidden state needs the hidden feature")
+    others = [f for f in feature_names if f != "hidden"]
+    return ["hidden", *others, *(CONFOUND_FEATURES if reduce.erase else ())]
+
+
+def _fit_reduced(train: FeatureSet, val: FeatureSet, config: FitConfig, reduce: ReduceConfig, hidden_size: int,
+                 n_other: int) -> tuple[list, np.ndarray, np.ndarray]:
+    """fit_head on [other features, reduced hidden], folded back onto [hidden, other features]."""
+    inputs = slice(0, hidden_size + n_other)
+    confounds = train.x[:, hidden_size + n_other:] if reduce.erase else None
+    reduction = fit_reduction(train.x[:, :hidden_size], reduce.components, confounds)
+
+    def reduced(fs: FeatureSet) -> FeatureSet:
+        x = np.hstack([fs.x[:, hidden_size:hidden_size + n_other], reduction.apply(fs.x[:, :hidden_size])])
+        return FeatureSet(x, fs.y, fs.item, fs.step)
+
+    layers, mean, scale = fit_head(reduced(train), reduced(val), config)
+    layers, mean, scale = fold_into_head(layers, mean, scale, reduction, n_other)
+    val.x = val.x[:, inputs]
+    return layers, mean, scale
+
+
 def train_head(
     backbone: Engine, features: FeatureSet, items: Sequence[ProcessItem], feature_names: Sequence[str],
     config: FitConfig, held_out: float = 0.2, prompt_format: str = "drafter-chat", meta: dict | None = None,
+    reduce: ReduceConfig | None = None,
 ) -> TrainReport:
-    """Fit a head on ``features`` (rows of ``items``), evaluate on a held-out item split."""
+    """Fit a head on ``features`` (rows of ``items``), evaluate on a held-out item split.
+
+    With ``reduce``, ``features`` were extracted for :func:`reduced_feature_names`
+    and the head reads ("hidden", the other features)."""
     tr_items, va_items = split_items(len(items), held_out, config.seed)
     tr, va = np.isin(features.item, tr_items), np.isin(features.item, va_items)
     train = FeatureSet(features.x[tr], features.y[tr], features.item[tr], features.step[tr])
     val = FeatureSet(features.x[va], features.y[va], features.item[va], features.step[va])
-    layers, mean, scale = fit_head(train, val, config)
+    if reduce is None:
+        layers, mean, scale = fit_head(train, val, config)
+    else:
+        feature_names = ["hidden", *(f for f in feature_names if f != "hidden")]
+        n_other = len(feature_names) - 1
+        layers, mean, scale = _fit_reduced(train, val, config, reduce, backbone.facts.n_embd, n_other)
+        meta = {**(meta or {}), "reduction": {"components": reduce.components, "erased": list(
+            CONFOUND_FEATURES if reduce.erase else ())}}
     head = Head(
         backbone_sha256=file_sha256(backbone.path), hidden_size=backbone.facts.n_embd, prompt_format=prompt_format,
         features=tuple(feature_names), layers=layers, mean=mean, scale=scale, output="sigmoid", meta=dict(meta or {}),
