@@ -166,6 +166,7 @@ class _WholeStep:
 
     def expand(self, state: SearchState, beams: list[Beam], depth: int) -> list[Candidate]:
         jobs = _all_jobs(state, beams)
+        state.step.generator = self.name
         with state.phase("generate"):
             out = _run(state, self.runner(), jobs, depth, logprobs=_reads_drafter_logprobs(self.models.prm, self.writer()))
         state.count_generation(self.source, out)
@@ -215,6 +216,7 @@ class SpecSearch:
 
     def expand(self, state: SearchState, beams: list[Beam], depth: int) -> list[Candidate]:
         jobs = _all_jobs(state, beams)
+        state.step.generator = self.name
         if self.threshold.beta is None:  # first step: the large model sets beta
             with state.phase("regenerate"):
                 out = _run(state, self.models.speculative_decoder, jobs, depth)
