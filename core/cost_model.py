@@ -13,7 +13,8 @@ records its phase times (score, select, ...) and its accepted/rejected drafts.
 * PRM scoring time per thought scored;
 * the fixed per-step overhead (the select phase);
 * the drafts' acceptance rate as a Beta(1, 1) posterior over the judged drafts
-  (older steps weigh ``decay`` less per step), with a Wilson 95 % interval;
+  (older judgements weigh ``decay`` less per later step that judged drafts),
+  with a Wilson 95 % interval;
 
 and predicts one step of N thoughts under ar (the large model writes them all)
 and under specsearch (the small model drafts all, the PRM scores them, the
@@ -199,8 +200,9 @@ class CostModel:
         self.score_per_thought = sum(t.score_seconds for t in self.timings) / scored if scored else 0.0
         self.overhead = (sum(t.overhead_seconds for t in self.timings) / len(self.timings)) if self.timings else 0.0
         accepted = rejected = 0.0
-        for t in self.timings:  # older steps weigh decay less per step
-            accepted, rejected = accepted * decay + t.accepted, rejected * decay + t.rejected
+        for t in self.timings:  # older judgements weigh decay less per later step that judged drafts
+            if t.accepted + t.rejected:
+                accepted, rejected = accepted * decay + t.accepted, rejected * decay + t.rejected
         self.acceptance = Acceptance(accepted, rejected)
 
     @property
