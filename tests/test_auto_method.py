@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from specsearch.cli.main import main
 from specsearch.core import events as ev
 from specsearch.core.api import Solver
 from specsearch.core.auto_method import (
@@ -126,3 +127,28 @@ class TestAutoSearches:
         assert auto.solution == ar.solution
         assert {s.generator for s in auto.steps} == {"ar"} and auto.stats.switches == []
         assert len(predicted) == len(auto.steps) - 1  # asked before every step after the first
+
+
+class TestSolveCommand:
+    ARGS = ["--depth", "6", "--step-tokens", "12", "--children", "3", "--beam", "2", "--seed", "7",
+            "--threshold-margin", "1e9"]
+
+    def models(self, tiny):
+        return ["--small", str(tiny["draft"]), "--large", str(tiny["target"]), "--prm", str(tiny["draft"])]
+
+    def test_json_has_the_switch_event_and_the_switches(self, capsys, tiny):
+        code = main(["solve", QUESTION, "--method", "auto", *self.models(tiny), *self.ARGS, "--json"])
+        events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert code == 0
+        switched = [e for e in events if e["event"] == "MethodSwitched"]
+        assert len(switched) == 1 and switched[0]["to_method"] == "ar"
+        assert "drafting costs more than it saves" in switched[0]["reason"]
+        stats = events[-1]["result"]["stats"]
+        assert stats["switches"] == [{k: v for k, v in switched[0].items() if k != "event"}]
+        assert stats["predicted_speedup"] > 0
+
+    def test_text_names_the_switch_and_the_prediction(self, capsys, tiny):
+        code = main(["solve", QUESTION, "--method", "auto", *self.models(tiny), *self.ARGS])
+        out = capsys.readouterr().out
+        assert code == 0
+        assert "⇄ auto: specsearch → ar from step" in out and "predicted speed-up vs ar ×" in out
