@@ -139,7 +139,7 @@ class AutoMethod:
         low, high = model.acceptance.wilson()
         event = MethodSwitched(depth, before, self.decision.mode, switch_reason(self.decision.mode, ratio,
                                model.acceptance.mean), ratio, model.acceptance.mean, low, high)
-        state.stats.switches.append({k: v for k, v in event.to_dict().items() if k != "event"})
+        state.stats.switches.append(event.record())
         state.emit(event)
 
 

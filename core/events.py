@@ -106,6 +106,10 @@ class MethodSwitched(SearchEvent):
     acceptance_low: float  # its Wilson 95 % interval
     acceptance_high: float
 
+    def record(self) -> dict[str, Any]:
+        """The switch as SearchStats.switches keeps it: the fields, without the event kind."""
+        return {k: v for k, v in self.to_dict().items() if k != "event"}
+
 
 @dataclass(frozen=True)
 class StatsUpdated(SearchEvent):

@@ -90,7 +90,7 @@ class TestAutoSearches:
         assert first.reason.startswith(f"acceptance {first.acceptance:.0%}: drafting costs more than it saves")
         assert first.acceptance < 0.2 and first.predicted_speedup < 0.95
         assert first.acceptance_low == 0.0 and first.acceptance_high < 0.5
-        assert result.stats.switches[0] == {k: v for k, v in first.to_dict().items() if k != "event"}
+        assert result.stats.switches[0] == first.record() == {k: v for k, v in first.to_dict().items() if k != "event"}
         saved = SearchResult.from_dict(json.loads(json.dumps(result.to_dict())))
         assert saved.stats.switches == result.stats.switches
         assert saved.steps[3].generator == "ar"

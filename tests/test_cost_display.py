@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from specsearch.app.formatting import speedup_text, stats_rows
+from specsearch.app.live import LiveSearch
+from specsearch.core import events as ev
 from specsearch.core.tree import SearchStats
 
 
@@ -27,3 +29,16 @@ def test_auto_switches_have_a_row():
     assert rows["auto switched"] == "step 3: specsearch → ar, acceptance 5%: too low"
     rows = dict(stats_rows("auto", stats(switches=switches)))
     assert rows["auto switched"] == "step 8: ar → specsearch, acceptance 70%: pays (2 switches)"
+
+
+def test_a_live_search_shows_a_switch_when_it_happens():
+    live = LiveSearch("q", "auto")
+    live.apply([ev.StatsUpdated(stats(predicted_ar_seconds=1.0))])
+    before = live.stats
+    switch = ev.MethodSwitched(4, "specsearch", "ar", "acceptance 5%: drafting costs more than it saves",
+                               0.6, 0.05, 0.0, 0.2)
+    live.apply([switch])
+    assert live.stats.switches == [switch.record()] and before.switches == []  # the snapshot is not changed
+    assert live.stats.predicted_ar_seconds == 1.0
+    assert dict(stats_rows("auto", live.stats))["auto switched"] == (
+        "step 4: specsearch → ar, acceptance 5%: drafting costs more than it saves")
