@@ -1,37 +1,40 @@
 """A thought-level cost model, measured from the search's own timings.
 
-Each search step leaves in the tree what it cost: every thought node records
-its tokens and its share of the wall time of the batch that wrote it (so a
-step's nodes of one model sum to that model's call), and each StepRecord
-records its phase times (score, select, ...) and its accepted/rejected drafts.
+Each step records its generate calls (StepRecord.calls: model, batch, tokens,
+prefill tokens, seconds), its phase times (score, select, ...) and its
+accepted/rejected drafts; a record older than ``calls`` is read from its nodes
+(each holds its tokens and its share of its batch's wall time).
 :func:`step_timings` reads those back per step; :class:`CostModel` fits on them
 
-* per model (small, large), the time of one batched decode step at batch size
-  n, ``a + b*n`` (weighted least squares over the calls; with one batch size
-  seen, or a fit that is not increasing, a constant tokens/s throughput),
-  and the mean tokens of a thought;
+* per model (small, large), least squares over its calls: seconds per prompt
+  token read (prefill), and the time of one decode step at batch size n,
+  ``a + b*n`` (with one batch size seen, or a fit with a negative term, a
+  constant seconds per generated token), and the mean tokens of a thought;
 * PRM scoring time per thought scored;
 * the fixed per-step overhead (the select phase);
-* the drafts' acceptance rate as a Beta(1, 1) posterior over the judged drafts
+* the drafts' acceptance rate p as a Beta(1, 1) posterior over the judged drafts
   (older judgements weigh ``decay`` less per later step that judged drafts),
   with a Wilson 95 % interval;
 
-and predicts one step of N thoughts under ar (the large model writes them all)
-and under specsearch (the small model drafts all, the PRM scores them, the
-large model rewrites the rejected ~Binomial(N, 1-p) and they are scored too):
+and predicts one step of N thoughts under ar (the large model writes them all,
+reading no prompt: it holds the path it wrote) and under specsearch (the small
+model drafts all, the PRM scores them, the large model rewrites the rejected
+K ~ Binomial(N, 1-p), reading what the drafts added, and they are scored too):
 
     T_ar(N) = gen_large(N) + score(N) + overhead
     T_ss(N) = gen_small(N) + score(N) + E[gen_large(K)] + (1-p) N score1 + overhead
 
-:func:`search_costs` turns a whole search into ``predicted_ar_seconds`` (its
-steps at the predicted ar cost, plus the time outside steps) and
-``ceiling_seconds`` (every thought at draft cost, scoring free): the predicted
-speed-up is predicted_ar_seconds / wall, the ceiling predicted_ar_seconds /
-ceiling_seconds.  Pure Python: no engine, no numpy needed.
+:func:`search_costs` turns a whole search into ``predicted_ar_seconds`` (steps
+with drafts at the predicted ar cost, steps the large model wrote whole as
+measured, plus the time outside steps) and ``ceiling_seconds`` (every step at
+draft cost, scoring free): the predicted speed-up is predicted_ar_seconds /
+wall, the ceiling predicted_ar_seconds / ceiling_seconds.  No engine: numbers in,
+numbers out.
 
-Limits: the large model's regeneration (speculative decoding) and plain ar
-decoding are pooled as one "large" throughput; the thought lengths of an ar
-search are taken as those the large model wrote here.
+Limits: the large model's rewrites (speculative decoding, which on a CPU with
+sampling decodes plainly) and plain ar decoding share one "large" cost; an ar
+search is assumed to take the same steps with thoughts as long as the large
+model wrote here.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .tree import StepRecord, ThoughtNode
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile (Wilson interval)
@@ -47,11 +52,17 @@ Z95 = 1.959963984540054  # two-sided 95 % normal quantile (Wilson interval)
 
 @dataclass(frozen=True)
 class Call:
-    """One batched generate call: ``batch`` thoughts, ``tokens`` in all, ``seconds`` of wall time."""
+    """One batched generate call: ``batch`` thoughts, ``tokens`` in all, ``seconds`` of wall time,
+    after reading ``prefill`` prompt tokens its KV cache did not hold."""
 
     batch: int
     tokens: int
     seconds: float
+    prefill: int = 0
+
+    def __add__(self, other: "Call") -> "Call":
+        return Call(self.batch + other.batch, self.tokens + other.tokens, self.seconds + other.seconds,
+                    self.prefill + other.prefill)
 
 
 @dataclass
@@ -75,7 +86,8 @@ class StepTiming:
 
 
 def step_timings(nodes: Sequence[ThoughtNode], steps: Sequence[StepRecord]) -> list[StepTiming]:
-    """Per-step timings of a search tree (live or saved), in step order."""
+    """Per-step timings of a search tree (live or saved), in step order: the calls the step
+    recorded, else (a record older than StepRecord.calls) its nodes' tokens and seconds."""
     by_depth: dict[int, list[ThoughtNode]] = {}
     for node in nodes:
         by_depth.setdefault(node.depth, []).append(node)
@@ -83,9 +95,13 @@ def step_timings(nodes: Sequence[ThoughtNode], steps: Sequence[StepRecord]) -> l
     for record in steps:
         step_nodes = by_depth.get(record.step, [])
         timing = StepTiming(record.step, record.generator)
+        for call in record.calls:
+            one = Call(int(call["batch"]), int(call["tokens"]), float(call["seconds"]), int(call.get("prefill", 0)))
+            model = call["model"]
+            timing.calls[model] = timing.calls[model] + one if model in timing.calls else one
         for model in ("small", "large"):
             written = [n for n in step_nodes if n.source == model]
-            if written:
+            if written and not record.calls:
                 timing.calls[model] = Call(len(written), sum(n.n_tokens for n in written),
                                            sum(n.seconds for n in written))
         timing.thoughts = sum(1 for n in step_nodes if n.fate != "regenerated")
@@ -129,14 +145,41 @@ class Acceptance:
 
 
 class DecodeCost:
-    """Time of a model's batched generate call: decode steps of ``a + b*batch`` seconds."""
+    """Time of a model's batched generate call: ``prefill_seconds`` per prompt token read, plus
+    ``length`` decode steps of ``a + b*batch`` seconds (or, when that is not identifiable,
+    ``per_token`` seconds per generated token)."""
 
     def __init__(self, calls: Iterable[Call]) -> None:
         calls = [c for c in calls if c.tokens > 0 and c.seconds > 0]
         self.tokens = sum(c.tokens for c in calls)
-        self.seconds = sum(c.seconds for c in calls)
         self.thoughts = sum(c.batch for c in calls)
-        self.a, self.b = _fit_step_time(calls)
+        self.prefill_per_thought = sum(c.prefill for c in calls) / self.thoughts if self.thoughts else 0.0
+        self.a: float | None = None
+        self.b = 0.0
+        self.prefill_seconds = 0.0
+        self.per_token = sum(c.seconds for c in calls) / self.tokens if self.tokens else 0.0
+        self._fit(calls)
+
+    def _fit(self, calls: list[Call]) -> None:
+        """Least squares of the call seconds on [prefill,] length, length*batch (two batch sizes
+        or more) or tokens (one); prefill is a term only with two calls more than terms.  A
+        negative coefficient is not a cost: prefill is dropped, then the per-token rate is kept."""
+        stepwise = len({c.batch for c in calls}) >= 2
+        decode = [[c.tokens / c.batch, c.tokens] for c in calls] if stepwise else [[c.tokens] for c in calls]
+        seconds = [c.seconds for c in calls]
+        with_prefill = any(c.prefill for c in calls) and len(calls) >= len(decode[0]) + 3
+        for use_prefill in ([True, False] if with_prefill else [False]):
+            rows = [([c.prefill] if use_prefill else []) + d for c, d in zip(calls, decode)]
+            coef = _least_squares(rows, seconds)
+            if coef is None or min(coef) < 0:
+                continue
+            self.prefill_seconds = coef[0] if use_prefill else 0.0
+            decode_coef = coef[1:] if use_prefill else coef
+            if stepwise:
+                self.a, self.b = decode_coef
+            else:
+                self.per_token = decode_coef[0]
+            return
 
     @property
     def known(self) -> bool:
@@ -147,34 +190,24 @@ class DecodeCost:
         """Mean tokens of one thought."""
         return self.tokens / self.thoughts if self.thoughts else 0.0
 
-    def call_seconds(self, batch: float, thought_tokens: float | None = None) -> float:
-        """A call writing ``batch`` thoughts (of ``thought_tokens`` each; default: the mean seen)."""
+    def call_seconds(self, batch: float, thought_tokens: float | None = None, prefill: float = 0.0) -> float:
+        """A call writing ``batch`` thoughts (of ``thought_tokens`` each; default: the mean seen)
+        after reading ``prefill`` prompt tokens."""
         if batch <= 0 or not self.known:
             return 0.0
         length = self.thought_tokens if thought_tokens is None else thought_tokens
-        if self.a is None:  # constant throughput
-            return batch * length * self.seconds / self.tokens
-        return length * (self.a + self.b * batch)
+        decode = batch * length * self.per_token if self.a is None else length * (self.a + self.b * batch)
+        return decode + self.prefill_seconds * prefill
 
 
-def _fit_step_time(calls: list[Call]) -> tuple[float | None, float]:
-    """(a, b) of decode-step seconds = a + b * batch, weighted by tokens; (None, 0) when not
-    identifiable (one batch size) or not a cost (a or b negative): constant throughput then."""
-    if len({c.batch for c in calls}) < 2:
-        return None, 0.0
-    w = [float(c.tokens) for c in calls]
-    x = [float(c.batch) for c in calls]
-    y = [c.seconds * c.batch / c.tokens for c in calls]  # seconds per decode step (tokens / batch steps)
-    sw = sum(w)
-    mx = sum(wi * xi for wi, xi in zip(w, x)) / sw
-    my = sum(wi * yi for wi, yi in zip(w, y)) / sw
-    sxx = sum(wi * (xi - mx) ** 2 for wi, xi in zip(w, x))
-    sxy = sum(wi * (xi - mx) * (yi - my) for wi, xi, yi in zip(w, x, y))
-    b = sxy / sxx
-    a = my - b * mx
-    if a < 0 or b < 0:
-        return None, 0.0
-    return a, b
+def _least_squares(rows: list[list[float]], y: list[float]) -> list[float] | None:
+    """The least-squares coefficients of y on rows (None: too few rows, or not identifiable)."""
+    if not rows or len(rows) < len(rows[0]):
+        return None
+    x = np.asarray(rows, dtype=float)
+    if np.linalg.matrix_rank(x) < x.shape[1]:
+        return None
+    return [float(v) for v in np.linalg.lstsq(x, np.asarray(y, dtype=float), rcond=None)[0]]
 
 
 @dataclass(frozen=True)
@@ -196,6 +229,9 @@ class CostModel:
         self.timings = list(timings)
         self.small = DecodeCost(t.calls["small"] for t in self.timings if "small" in t.calls)
         self.large = DecodeCost(t.calls["large"] for t in self.timings if "large" in t.calls)
+        # Prompt tokens a rewrite reads per rejected draft (the drafts it continues from were the small model's).
+        rewrites = [t.calls["large"] for t in self.timings if "large" in t.calls and "small" in t.calls]
+        self.rewrite_prefill = sum(c.prefill for c in rewrites) / max(1, sum(c.batch for c in rewrites))
         scored = sum(t.scored for t in self.timings)
         self.score_per_thought = sum(t.score_seconds for t in self.timings) / scored if scored else 0.0
         self.overhead = (sum(t.overhead_seconds for t in self.timings) / len(self.timings)) if self.timings else 0.0
@@ -211,22 +247,28 @@ class CostModel:
         return self.small.known and self.large.known and self.acceptance.judged > 0
 
     def ar_seconds(self, thoughts: int) -> float:
+        """A step of ar: no prefill (the large model wrote the path itself and holds it)."""
         return self.large.call_seconds(thoughts) + self.score_per_thought * thoughts + self.overhead
+
+    def draft_seconds(self, thoughts: int) -> float:
+        """The small model's drafting call, with the prefill per draft seen so far."""
+        return self.small.call_seconds(thoughts, prefill=self.small.prefill_per_thought * thoughts)
 
     def specsearch_seconds(self, thoughts: int, acceptance: float | None = None) -> float:
         p = self.acceptance.mean if acceptance is None else acceptance
-        return (self.small.call_seconds(thoughts) + self.score_per_thought * thoughts
+        return (self.draft_seconds(thoughts) + self.score_per_thought * thoughts
                 + self.expected_rewrite_seconds(thoughts, p)
                 + self.score_per_thought * (1 - p) * thoughts + self.overhead)
 
     def expected_rewrite_seconds(self, thoughts: int, acceptance: float) -> float:
         """E[large call over K ~ Binomial(thoughts, 1 - acceptance) rejected drafts]: the call
-        time is linear in K, plus the fixed part a*length whenever K > 0."""
+        time is linear in K (decode and prefill), plus the fixed part a*length whenever K > 0."""
         rejected = (1 - acceptance) * thoughts
+        prefill = self.large.prefill_seconds * self.rewrite_prefill * rejected
         if self.large.a is None:
-            return self.large.call_seconds(rejected)
+            return self.large.call_seconds(rejected) + prefill
         some = 1 - acceptance ** thoughts
-        return self.large.thought_tokens * (self.large.a * some + self.large.b * rejected)
+        return self.large.thought_tokens * (self.large.a * some + self.large.b * rejected) + prefill
 
     def predict_step(self, thoughts: int) -> StepPrediction:
         """The next step of ``thoughts`` thoughts under ar and under specsearch."""
@@ -234,7 +276,7 @@ class CostModel:
 
     def ceiling_step_seconds(self, thoughts: int) -> float:
         """A step with every draft accepted and scoring free."""
-        return self.small.call_seconds(thoughts) + self.overhead
+        return self.draft_seconds(thoughts) + self.overhead
 
 
 @dataclass(frozen=True)
@@ -250,7 +292,9 @@ def search_costs(nodes: Sequence[ThoughtNode], steps: Sequence[StepRecord], wall
     if not model.large.known or not timings:
         return SearchCosts(None, None)
     outside = max(0.0, wall_seconds - sum(t.seconds for t in timings))
-    predicted_ar = outside + sum(model.ar_seconds(t.thoughts) for t in timings)
+    # A step the large model wrote whole (specsearch's first, auto's ar steps) is an ar step: as measured.
+    predicted_ar = outside + sum(model.ar_seconds(t.thoughts) if "small" in t.calls else t.seconds
+                                 for t in timings)
     ceiling = None
     if model.small.known:
         ceiling = outside + sum(model.ceiling_step_seconds(t.thoughts) for t in timings)

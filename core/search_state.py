@@ -99,6 +99,9 @@ class SearchState:
         self.stats.tokens_drafted += out.stats.drafted
         self.stats.tokens_accepted += out.stats.accepted
         self.stats.target_passes += out.stats.target_passes
+        self.step.calls.append({"model": model, "batch": len(out.generations), "tokens": out.stats.generated_tokens,
+                                "prefill": out.stats.prompt_tokens - out.stats.reused_tokens,
+                                "seconds": out.stats.wall_seconds})
 
     def publish_stats(self) -> None:
         self.stats.wall_seconds = time.perf_counter() - self.t0

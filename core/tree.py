@@ -88,6 +88,9 @@ class StepRecord:
     selected: list[int] = field(default_factory=list)
     phase_seconds: dict[str, float] = field(default_factory=dict)
     generator: str = ""  # the method whose generator wrote the step (auto switches between them)
+    # each generate call of the step: model (small/large), batch, tokens, prefill (prompt tokens
+    # not served from the KV cache), seconds -- what core.cost_model fits
+    calls: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

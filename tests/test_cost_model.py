@@ -68,6 +68,21 @@ class TestDecodeCost:
         assert cost.a is None
         assert cost.call_seconds(1) == pytest.approx(10 * 1.5 / 90)
 
+    def test_prefill_is_fitted_apart_from_decoding(self):
+        # seconds = 0.002 * prefill + length * (0.05 + 0.01 * batch)
+        shapes = [(1, 10, 0), (2, 12, 40), (4, 8, 10), (8, 10, 100), (3, 11, 7), (6, 9, 60)]
+        calls = [Call(n, n * l, 0.002 * p + l * (0.05 + 0.01 * n), p) for n, l, p in shapes]
+        cost = DecodeCost(calls)
+        assert (cost.prefill_seconds, cost.a, cost.b) == pytest.approx((0.002, 0.05, 0.01))
+        length = cost.thought_tokens
+        assert cost.call_seconds(5) == pytest.approx(length * (0.05 + 0.05))
+        assert cost.call_seconds(5, prefill=20) == pytest.approx(length * 0.1 + 0.04)
+        assert cost.prefill_per_thought == pytest.approx(217 / 24)
+
+    def test_too_few_calls_fold_prefill_into_decoding(self):
+        cost = DecodeCost([Call(4, 40, 2.0, 100), Call(2, 20, 1.5, 10)])  # 2 calls: no room for a prefill term
+        assert cost.prefill_seconds == 0.0 and cost.a is not None
+
     def test_unknown_costs_nothing(self):
         assert not DecodeCost([]).known
         assert DecodeCost([]).call_seconds(4) == 0.0
@@ -102,6 +117,14 @@ class TestPrediction:
         assert pred.specsearch_seconds == pytest.approx(ss)
         assert pred.ratio == pytest.approx(ar / ss)
         assert m.ceiling_step_seconds(n) == pytest.approx(1.0 + 0.1)
+
+    def test_rewrites_pay_their_prefill_and_ar_does_not(self):
+        m = self.model()
+        plain = m.specsearch_seconds(4, acceptance=0.5)
+        m.large.prefill_seconds, m.rewrite_prefill = 0.01, 30.0
+        ar = m.ar_seconds(4)
+        assert m.specsearch_seconds(4, acceptance=0.5) == pytest.approx(plain + 0.01 * 30 * 0.5 * 4)
+        assert m.ar_seconds(4) == ar == pytest.approx(10 * (0.2 + 0.05 * 4) + 0.1 * 4 + 0.1)
 
     def test_acceptance_extremes_order_the_methods(self):
         m = self.model()
@@ -145,8 +168,17 @@ class TestFromTree:
         costs = search_costs(nodes, steps, wall)
         model = CostModel(step_timings(nodes, steps))
         outside = wall - (2.0 + 0.2 + 0.01) - (0.5 + 1.5 + 0.3 + 0.01)
-        assert costs.predicted_ar_seconds == pytest.approx(outside + 2 * model.ar_seconds(2))
+        # step 1, written whole by the large model, is an ar step as measured; step 2 is predicted
+        assert costs.predicted_ar_seconds == pytest.approx(outside + (2.0 + 0.2 + 0.01) + model.ar_seconds(2))
         assert costs.ceiling_seconds == pytest.approx(outside + 2 * (model.small.call_seconds(2) + 0.01))
+
+    def test_recorded_calls_win_over_nodes(self):
+        nodes, steps = self.tree()
+        steps[1].calls = [{"model": "small", "batch": 2, "tokens": 20, "prefill": 30, "seconds": 0.6},
+                          {"model": "large", "batch": 1, "tokens": 9, "prefill": 12, "seconds": 1.4},
+                          {"model": "large", "batch": 1, "tokens": 5, "seconds": 0.5}]  # no prefill: an old record
+        t2 = step_timings(nodes, steps)[1]
+        assert t2.calls == {"small": Call(2, 20, 0.6, 30), "large": Call(2, 14, 1.9, 12)}
 
     def test_no_large_thoughts_no_prediction(self):
         nodes = [node(0, 1, "small", "generated", 8, 0.25)]
