@@ -10,7 +10,7 @@ accepted/rejected drafts; a record older than ``calls`` is read from its nodes
   token read (prefill), and the time of one decode step at batch size n,
   ``a + b*n`` (with one batch size seen, or a fit with a negative term, a
   constant seconds per generated token), and the mean tokens of a thought;
-* PRM scoring time per thought scored;
+* PRM scoring time per thought scored, by writer (least squares over the steps);
 * the fixed per-step overhead (the select phase);
 * the drafts' acceptance rate p as a Beta(1, 1) posterior over the judged drafts
   (older judgements weigh ``decay`` less per later step that judged drafts),
@@ -33,8 +33,8 @@ numbers out.
 
 Limits: the large model's rewrites (speculative decoding, which on a CPU with
 sampling decodes plainly) and plain ar decoding share one "large" cost; an ar
-search is assumed to take the same steps with thoughts as long as the large
-model wrote here.
+search is assumed to take the same steps, with thoughts as long as this
+search's (whoever wrote them).
 """
 
 from __future__ import annotations
@@ -73,11 +73,17 @@ class StepTiming:
     generator: str = ""  # the generator that wrote it (StepRecord.generator)
     calls: dict[str, Call] = field(default_factory=dict)  # model (small, large) -> its call in this step
     thoughts: int = 0  # child slots of the step (drafts, or thoughts written whole)
-    scored: int = 0  # thoughts the PRM scored
+    scored: dict[str, int] = field(default_factory=dict)  # thoughts the PRM scored, by writer (small, large)
     score_seconds: float = 0.0
     overhead_seconds: float = 0.0  # select
     accepted: int = 0
     rejected: int = 0
+
+    @property
+    def thought_tokens(self) -> float:
+        """Mean tokens of the step's thoughts, whoever wrote them."""
+        batch = sum(c.batch for c in self.calls.values())
+        return sum(c.tokens for c in self.calls.values()) / batch if batch else 0.0
 
     @property
     def seconds(self) -> float:
@@ -105,7 +111,8 @@ def step_timings(nodes: Sequence[ThoughtNode], steps: Sequence[StepRecord]) -> l
                 timing.calls[model] = Call(len(written), sum(n.n_tokens for n in written),
                                            sum(n.seconds for n in written))
         timing.thoughts = sum(1 for n in step_nodes if n.fate != "regenerated")
-        timing.scored = sum(1 for n in step_nodes if n.score is not None)
+        for model in ("small", "large"):
+            timing.scored[model] = sum(1 for n in step_nodes if n.score is not None and n.source == model)
         timing.score_seconds = record.phase_seconds.get("score", 0.0)
         timing.overhead_seconds = record.phase_seconds.get("select", 0.0)
         timing.accepted, timing.rejected = len(record.accepted), len(record.rejected)
@@ -232,8 +239,10 @@ class CostModel:
         # Prompt tokens a rewrite reads per rejected draft (the drafts it continues from were the small model's).
         rewrites = [t.calls["large"] for t in self.timings if "large" in t.calls and "small" in t.calls]
         self.rewrite_prefill = sum(c.prefill for c in rewrites) / max(1, sum(c.batch for c in rewrites))
-        scored = sum(t.scored for t in self.timings)
-        self.score_per_thought = sum(t.score_seconds for t in self.timings) / scored if scored else 0.0
+        self.score_per_thought = _score_costs(self.timings)
+        # An ar step's thoughts are taken as long as this search's thoughts, whoever wrote them.
+        thoughts = self.small.thoughts + self.large.thoughts
+        self.thought_tokens = (self.small.tokens + self.large.tokens) / thoughts if thoughts else 0.0
         self.overhead = (sum(t.overhead_seconds for t in self.timings) / len(self.timings)) if self.timings else 0.0
         accepted = rejected = 0.0
         for t in self.timings:  # older judgements weigh decay less per later step that judged drafts
@@ -246,37 +255,56 @@ class CostModel:
         """Whether both models' costs and some judged drafts are known (a step can be predicted)."""
         return self.small.known and self.large.known and self.acceptance.judged > 0
 
-    def ar_seconds(self, thoughts: int) -> float:
-        """A step of ar: no prefill (the large model wrote the path itself and holds it)."""
-        return self.large.call_seconds(thoughts) + self.score_per_thought * thoughts + self.overhead
+    def ar_seconds(self, thoughts: int, length: float | None = None) -> float:
+        """A step of ar (thoughts of ``length`` tokens; default: the search's mean): no prefill
+        (the large model wrote the path itself and holds it)."""
+        length = self.thought_tokens if length is None else length
+        return (self.large.call_seconds(thoughts, length) + self.score_per_thought["large"] * thoughts
+                + self.overhead)
 
-    def draft_seconds(self, thoughts: int) -> float:
+    def draft_seconds(self, thoughts: int, length: float | None = None) -> float:
         """The small model's drafting call, with the prefill per draft seen so far."""
-        return self.small.call_seconds(thoughts, prefill=self.small.prefill_per_thought * thoughts)
+        length = self.thought_tokens if length is None else length
+        return self.small.call_seconds(thoughts, length, prefill=self.small.prefill_per_thought * thoughts)
 
-    def specsearch_seconds(self, thoughts: int, acceptance: float | None = None) -> float:
+    def specsearch_seconds(self, thoughts: int, acceptance: float | None = None, length: float | None = None) -> float:
         p = self.acceptance.mean if acceptance is None else acceptance
-        return (self.draft_seconds(thoughts) + self.score_per_thought * thoughts
-                + self.expected_rewrite_seconds(thoughts, p)
-                + self.score_per_thought * (1 - p) * thoughts + self.overhead)
+        return (self.draft_seconds(thoughts, length) + self.score_per_thought["small"] * thoughts
+                + self.expected_rewrite_seconds(thoughts, p, length)
+                + self.score_per_thought["large"] * (1 - p) * thoughts + self.overhead)
 
-    def expected_rewrite_seconds(self, thoughts: int, acceptance: float) -> float:
+    def expected_rewrite_seconds(self, thoughts: int, acceptance: float, length: float | None = None) -> float:
         """E[large call over K ~ Binomial(thoughts, 1 - acceptance) rejected drafts]: the call
         time is linear in K (decode and prefill), plus the fixed part a*length whenever K > 0."""
+        length = self.thought_tokens if length is None else length
         rejected = (1 - acceptance) * thoughts
         prefill = self.large.prefill_seconds * self.rewrite_prefill * rejected
         if self.large.a is None:
-            return self.large.call_seconds(rejected) + prefill
+            return self.large.call_seconds(rejected, length) + prefill
         some = 1 - acceptance ** thoughts
-        return self.large.thought_tokens * (self.large.a * some + self.large.b * rejected) + prefill
+        return length * (self.large.a * some + self.large.b * rejected) + prefill
 
     def predict_step(self, thoughts: int) -> StepPrediction:
         """The next step of ``thoughts`` thoughts under ar and under specsearch."""
         return StepPrediction(self.ar_seconds(thoughts), self.specsearch_seconds(thoughts), self.acceptance.mean)
 
-    def ceiling_step_seconds(self, thoughts: int) -> float:
+    def ceiling_step_seconds(self, thoughts: int, length: float | None = None) -> float:
         """A step with every draft accepted and scoring free."""
-        return self.draft_seconds(thoughts) + self.overhead
+        return self.draft_seconds(thoughts, length) + self.overhead
+
+
+def _score_costs(timings: Sequence[StepTiming]) -> dict[str, float]:
+    """Seconds to score one thought, by writer: least squares of each step's scoring time on
+    its small- and large-written thoughts scored (a reward model on the small model reads its
+    own drafts from its cache, the large model's thoughts anew).  Pooled when that is not
+    identifiable or gives a negative cost."""
+    rows = [[t.scored.get("small", 0), t.scored.get("large", 0)] for t in timings]
+    coef = _least_squares(rows, [t.score_seconds for t in timings])
+    if coef is not None and min(coef) >= 0:
+        return {"small": coef[0], "large": coef[1]}
+    scored = sum(sum(r) for r in rows)
+    pooled = sum(t.score_seconds for t in timings) / scored if scored else 0.0
+    return {"small": pooled, "large": pooled}
 
 
 @dataclass(frozen=True)
@@ -293,9 +321,10 @@ def search_costs(nodes: Sequence[ThoughtNode], steps: Sequence[StepRecord], wall
         return SearchCosts(None, None)
     outside = max(0.0, wall_seconds - sum(t.seconds for t in timings))
     # A step the large model wrote whole (specsearch's first, auto's ar steps) is an ar step: as measured.
-    predicted_ar = outside + sum(model.ar_seconds(t.thoughts) if "small" in t.calls else t.seconds
+    # Each drafted step's ar counterpart writes as many thoughts, as long as this step's.
+    predicted_ar = outside + sum(model.ar_seconds(t.thoughts, t.thought_tokens) if "small" in t.calls else t.seconds
                                  for t in timings)
     ceiling = None
     if model.small.known:
-        ceiling = outside + sum(model.ceiling_step_seconds(t.thoughts) for t in timings)
+        ceiling = outside + sum(model.ceiling_step_seconds(t.thoughts, t.thought_tokens) for t in timings)
     return SearchCosts(predicted_ar, ceiling)

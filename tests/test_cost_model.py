@@ -21,13 +21,14 @@ from specsearch.core.cost_model import (
 from specsearch.core.tree import StepRecord, ThoughtNode
 
 
-def timing(step, small=None, large=None, thoughts=4, scored=4, score=0.4, select=0.1, acc=0, rej=0):
+def timing(step, small=None, large=None, thoughts=4, scored=(0, 4), score=0.4, select=0.1, acc=0, rej=0):
     calls = {}
     if small:
         calls["small"] = Call(*small)
     if large:
         calls["large"] = Call(*large)
-    return StepTiming(step, "specsearch", calls, thoughts, scored, score, select, acc, rej)
+    return StepTiming(step, "specsearch", calls, thoughts, dict(zip(("small", "large"), scored)), score, select,
+                      acc, rej)
 
 
 class TestAcceptance:
@@ -91,16 +92,18 @@ class TestDecodeCost:
 class TestPrediction:
     def model(self, decay=1.0):
         # step 1: large writes 4 thoughts (40 tokens in 4 s); step 2: small drafts 4 (40 tokens in 1 s),
-        # 1 accepted, 3 rewritten by the large model (30 tokens in 3.5 s); scoring 0.1 s a thought, select 0.1 s
+        # 1 accepted, 3 rewritten by the large model (30 tokens in 3.5 s); scoring 0.05 s a draft,
+        # 0.1 s a large-model thought; select 0.1 s
         return CostModel([
-            timing(1, large=(4, 40, 4.0), scored=4, score=0.4),
-            timing(2, small=(4, 40, 1.0), large=(3, 30, 3.5), scored=7, score=0.7, acc=1, rej=3),
+            timing(1, large=(4, 40, 4.0), scored=(0, 4), score=0.4),
+            timing(2, small=(4, 40, 1.0), large=(3, 30, 3.5), scored=(4, 3), score=0.5, acc=1, rej=3),
         ], decay)
 
     def test_fitted_quantities(self):
         m = self.model()
         assert m.ready
-        assert m.score_per_thought == pytest.approx(1.1 / 11)
+        assert m.score_per_thought == pytest.approx({"small": 0.05, "large": 0.1})
+        assert m.thought_tokens == pytest.approx(110 / 11)
         assert m.overhead == pytest.approx(0.1)
         assert m.acceptance.mean == pytest.approx(2 / 6)
         # large: 10 decode steps a call; 0.4 s a step at batch 4, 0.35 s at batch 3
@@ -108,10 +111,10 @@ class TestPrediction:
 
     def test_step_formulas(self):
         m = self.model()
-        n, p, s = 4, 2 / 6, 0.1
-        ar = 10 * (0.2 + 0.05 * n) + s * n + 0.1
+        n, p = 4, 2 / 6
+        ar = 10 * (0.2 + 0.05 * n) + 0.1 * n + 0.1
         rewrite = 10 * (0.2 * (1 - p ** n) + 0.05 * (1 - p) * n)
-        ss = 40 / 40 * 1.0 + s * n + rewrite + s * (1 - p) * n + 0.1
+        ss = 40 / 40 * 1.0 + 0.05 * n + rewrite + 0.1 * (1 - p) * n + 0.1
         pred = m.predict_step(n)
         assert pred.ar_seconds == pytest.approx(ar)
         assert pred.specsearch_seconds == pytest.approx(ss)
@@ -137,6 +140,11 @@ class TestPrediction:
         recent = CostModel(steps, decay=0.5).acceptance
         assert (recent.accepted, recent.rejected) == (2.0, 4.0)
 
+    def test_scoring_cost_is_pooled_when_writers_cannot_be_told_apart(self):
+        only_large = CostModel([timing(1, large=(4, 40, 4.0), scored=(0, 4), score=0.4),
+                                timing(2, large=(4, 40, 4.0), scored=(0, 4), score=0.8)])
+        assert only_large.score_per_thought == pytest.approx({"small": 0.15, "large": 0.15})
+
     def test_not_ready_without_drafts(self):
         assert not CostModel([timing(1, large=(4, 40, 4.0))]).ready
 
@@ -157,9 +165,10 @@ class TestFromTree:
 
     def test_step_timings(self):
         t1, t2 = step_timings(*self.tree())
-        assert t1.calls == {"large": Call(2, 24, 2.0)} and t1.thoughts == 2 and t1.scored == 2
+        assert t1.calls == {"large": Call(2, 24, 2.0)} and t1.thoughts == 2 and t1.scored == {"small": 0, "large": 2}
         assert t2.calls == {"small": Call(2, 20, 0.5), "large": Call(1, 9, 1.5)}
-        assert (t2.thoughts, t2.scored, t2.accepted, t2.rejected) == (2, 3, 1, 1)
+        assert (t2.thoughts, t2.scored, t2.accepted, t2.rejected) == (2, {"small": 2, "large": 1}, 1, 1)
+        assert t2.thought_tokens == pytest.approx(29 / 3)
         assert t2.seconds == pytest.approx(0.5 + 1.5 + 0.3 + 0.01)
 
     def test_search_costs(self):
@@ -169,8 +178,11 @@ class TestFromTree:
         model = CostModel(step_timings(nodes, steps))
         outside = wall - (2.0 + 0.2 + 0.01) - (0.5 + 1.5 + 0.3 + 0.01)
         # step 1, written whole by the large model, is an ar step as measured; step 2 is predicted
-        assert costs.predicted_ar_seconds == pytest.approx(outside + (2.0 + 0.2 + 0.01) + model.ar_seconds(2))
-        assert costs.ceiling_seconds == pytest.approx(outside + 2 * (model.small.call_seconds(2) + 0.01))
+        assert costs.predicted_ar_seconds == pytest.approx(outside + (2.0 + 0.2 + 0.01) + model.ar_seconds(2, 29 / 3))
+        assert costs.ceiling_seconds == pytest.approx(outside + model.small.call_seconds(2, 12) + 0.01
+                                                      + model.small.call_seconds(2, 29 / 3) + 0.01)
+        # scoring: 0.2 s for 2 large thoughts (step 1); 0.3 s for 2 drafts and 1 large thought (step 2)
+        assert model.score_per_thought == pytest.approx({"small": 0.1, "large": 0.1})
 
     def test_recorded_calls_win_over_nodes(self):
         nodes, steps = self.tree()
