@@ -1,5 +1,5 @@
 """Plain-text rendering of search records: node labels, fate explanations,
-statistics rows, speed-up (lines are flattened with core.text.one_line).  Symbols carry every meaning; colour only repeats it.
+statistics rows, speed-up (the cost model's prediction, core.cost_model, beside the measured one) (lines are flattened with core.text.one_line).  Symbols carry every meaning; colour only repeats it.
 No Textual imports here (the widgets add styles on top).
 """
 
@@ -134,27 +134,28 @@ def fmt_secs(seconds: float | None) -> str:
     return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s"
 
 
-def estimated_ar_seconds(stats: SearchStats) -> float | None:
-    """Time the large model alone would need for the same tokens, at its measured speed,
-    plus the same scoring time.  None until the large model has generated something."""
-    tps = stats.tokens_per_second("large")
-    if not tps:
-        return None
-    total = sum(stats.tokens.values())
-    return total / tps + stats.phase_seconds.get("score", 0.0) + stats.phase_seconds.get("select", 0.0)
-
-
 def speedup_text(method: str, stats: SearchStats, baseline_seconds: float | None) -> str:
-    """Measured against a baseline run of ar on the same question, else a labelled estimate."""
+    """The cost model's predicted speed-up (core.cost_model), beside the measured one when a
+    baseline run of ar on the same question exists."""
     wall = stats.wall_seconds
+    predicted = stats.predicted_speedup if method != "ar" else None
+    pred = f"≈×{predicted:.2f} predicted" if predicted else None
     if baseline_seconds is not None and wall > 0:
-        return f"×{baseline_seconds / wall:.2f} measured (ar {fmt_secs(baseline_seconds)} vs {fmt_secs(wall)})"
+        measured = f"×{baseline_seconds / wall:.2f} measured (ar {fmt_secs(baseline_seconds)} vs {fmt_secs(wall)})"
+        return f"{measured} · {pred}" if pred else measured
     if method == "ar":
         return "×1.00 (ar is the baseline)"
-    est = estimated_ar_seconds(stats)
-    if est is None or wall <= 0:
-        return "n/a yet (estimate needs large-model tokens; race mode measures)"
-    return f"≈×{est / wall:.2f} (estimate: every token at large-model speed; race measures)"
+    if pred is None:
+        return "n/a (the cost model needs large-model thoughts; race mode measures)"
+    ceiling = f", ceiling ×{stats.ceiling_speedup:.2f}" if stats.ceiling_speedup else ""
+    return f"{pred}{ceiling} (cost model; race or Ctrl+B measures)"
+
+
+def switches_text(switches: list[dict]) -> str:
+    """Method auto's switches: how many, and the last one with its reason."""
+    last = switches[-1]
+    more = f" ({len(switches)} switches)" if len(switches) > 1 else ""
+    return f"step {last.get('step')}: {last.get('from_method')} → {last.get('to_method')}, {last.get('reason')}{more}"
 
 
 def stats_rows(method: str, stats: SearchStats, elapsed: float | None = None,
@@ -173,6 +174,8 @@ def stats_rows(method: str, stats: SearchStats, elapsed: float | None = None,
         ("time by phase", " · ".join(f"{k} {fmt_secs(v)}" for k, v in sorted(stats.phase_seconds.items())) or "–"),
         ("speed-up vs ar", speedup_text(method, stats, baseline_seconds)),
     ]
+    if stats.switches:
+        rows.append(("auto switched", switches_text(stats.switches)))
     return rows
 
 

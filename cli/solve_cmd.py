@@ -106,6 +106,8 @@ class TextPrinter:
             kept = ", ".join(f"#{i} ({self.scores.get(i, 0):.2f})" for i in event.selected_ids)
             done = f"; finished {', '.join(f'#{i}' for i in event.finished_ids)}" if event.finished_ids else ""
             self.say(f"  ★ kept {kept}{done}")
+        elif isinstance(event, ev.MethodSwitched):
+            self.say(f"  ⇄ auto: {event.from_method} → {event.to_method} from step {event.step}: {event.reason}")
         elif isinstance(event, ev.SearchFinished):
             self.summary(event.result)
 
@@ -126,6 +128,9 @@ class TextPrinter:
                          f"({s.thought_acceptance_rate:.0%})")
         if s.token_acceptance_rate is not None:
             parts.append(f"draft tokens accepted {s.token_acceptance_rate:.0%}")
+        if s.predicted_speedup is not None and r.method != "ar":
+            ceiling = f" (ceiling ×{s.ceiling_speedup:.2f})" if s.ceiling_speedup else ""
+            parts.append(f"predicted speed-up vs ar ×{s.predicted_speedup:.2f}{ceiling}")
         self.say("stats: " + ", ".join(parts))
         phases = ", ".join(f"{k} {v:.1f}s" for k, v in s.phase_seconds.items())
         self.say(f"time by phase: {phases}")

@@ -11,7 +11,9 @@ does the bookkeeping:
   recorded search was *cancelled*, or ran with another reward model than the
   one given (``prm``), is run again too (the newer line wins).  Each line
   records the reward model (``"prm"``: kind, model, head, arithmetic check).
-* ``summary.json`` (method -> numbers, written atomically), ``results.csv`` and
+* ``summary.json`` (method -> numbers, written atomically: accuracy, latency,
+  the measured ``speedup_vs_ar`` and the cost model's ``predicted_speedup``,
+  ``ceiling_speedup`` and ``captured_fraction``), ``results.csv`` and
   ``plot.png`` (accuracy vs latency; time per phase); ``curve.png`` when a
   method ran at several values of one search option (``bench_variants``).
 
@@ -111,7 +113,7 @@ class MethodSummary:
     n_correct: int
     accuracy: float | None
     mean_latency_s: float | None
-    speedup_vs_ar: float | None
+    speedup_vs_ar: float | None  # measured
     thought_acceptance_rate: float | None  # pooled: sum accepted / sum judged
     token_acceptance_rate: float | None  # pooled: sum accepted / sum drafted
     mean_phase_seconds: dict[str, float] = field(default_factory=dict)
@@ -119,6 +121,12 @@ class MethodSummary:
     mean_tokens_large: float | None = None
     n_cancelled: int = 0
     prm: dict[str, Any] | None = None  # the reward model of every record (None: unknown or mixed)
+    # The cost model (core.cost_model), pooled over the records that have it: predicted ar
+    # time / latency; predicted ar time / ceiling time (every draft accepted, scoring free);
+    # and the measured speed-up's share of the ceiling.
+    predicted_speedup: float | None = None
+    ceiling_speedup: float | None = None
+    captured_fraction: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -127,6 +135,9 @@ class MethodSummary:
             "accuracy": self.accuracy,
             "mean_latency_s": self.mean_latency_s,
             "speedup_vs_ar": self.speedup_vs_ar,
+            "predicted_speedup": self.predicted_speedup,
+            "ceiling_speedup": self.ceiling_speedup,
+            "captured_fraction": self.captured_fraction,
             "thought_acceptance_rate": self.thought_acceptance_rate,
             "token_acceptance_rate": self.token_acceptance_rate,
             "mean_phase_seconds": dict(self.mean_phase_seconds),
@@ -187,6 +198,9 @@ def make_record(problem: Problem, method: str, result: SearchResult,
         "tokens_small": int(stats.tokens.get("small", 0)),
         "tokens_large": int(stats.tokens.get("large", 0)),
         "phase_seconds": {k: float(v) for k, v in stats.phase_seconds.items()},
+        "predicted_ar_s": stats.predicted_ar_seconds,  # the cost model's (core.cost_model)
+        "ceiling_s": stats.ceiling_seconds,
+        "predicted_speedup": stats.predicted_speedup,
         "cancelled": bool(result.cancelled),
         "search": result.search,  # the strategy (a METHOD@search=... label or --search)
         "prm": dict(prm) if prm else prm_of(result.config),
@@ -256,7 +270,8 @@ def summarize(
     ``speedup_vs_ar`` for a method is mean ar latency / mean method latency over
     the problems both have records for (None without ar records); ar records
     among ``records`` count as the baseline even when "ar" is not in ``methods``.
-    Acceptance rates are pooled over problems (sum accepted / sum judged).
+    Acceptance rates are pooled over problems (sum accepted / sum judged), and so
+    are the cost model's speed-ups (see :func:`_predicted`).
     """
     latest: dict[tuple[str, str], Mapping[str, Any]] = {}
     for rec in records:
@@ -307,8 +322,25 @@ def summarize(
             mean_tokens_large=_mean([float(r.get("tokens_large") or 0) for r in recs]),
             n_cancelled=sum(1 for r in recs if r.get("cancelled")),
             prm=_common_prm(recs),
+            **_predicted(recs, speedup),
         )
     return out
+
+
+def _predicted(records: list[Mapping[str, Any]], measured: float | None) -> dict[str, float | None]:
+    """predicted_speedup = sum predicted ar time / sum latency, ceiling_speedup = sum predicted ar
+    time / sum ceiling time (records that have them), captured_fraction = measured / ceiling."""
+    have = [r for r in records if r.get("predicted_ar_s") is not None]
+    predicted_ar = sum(float(r["predicted_ar_s"]) for r in have)
+    latency = sum(float(r.get("latency_s") or 0.0) for r in have)
+    with_ceiling = [r for r in have if r.get("ceiling_s")]
+    ceiling_time = sum(float(r["ceiling_s"]) for r in with_ceiling)
+    ceiling = sum(float(r["predicted_ar_s"]) for r in with_ceiling) / ceiling_time if ceiling_time > 0 else None
+    return {
+        "predicted_speedup": predicted_ar / latency if latency > 0 else None,
+        "ceiling_speedup": ceiling,
+        "captured_fraction": measured / ceiling if measured is not None and ceiling else None,
+    }
 
 
 def _common_prm(records: list[Mapping[str, Any]]) -> dict[str, Any] | None:
@@ -488,7 +520,8 @@ def format_table(summary: BenchSummary | Mapping[str, Any]) -> str:
         rows_in = {
             m: (s.to_dict() if isinstance(s, MethodSummary) else dict(s)) for m, s in summary.items()
         }
-    header = ("method", "n", "accuracy", "mean latency", "speed-up vs ar", "thought acc.", "token acc.")
+    header = ("method", "n", "accuracy", "mean latency", "speed-up vs ar", "predicted", "ceiling", "captured",
+              "thought acc.", "token acc.")
     rows = [header]
     for method, s in rows_in.items():
         rows.append(
@@ -498,6 +531,9 @@ def format_table(summary: BenchSummary | Mapping[str, Any]) -> str:
                 _fmt(s.get("accuracy"), "pct"),
                 _fmt(s.get("mean_latency_s"), "sec"),
                 _fmt(s.get("speedup_vs_ar"), "x"),
+                _fmt(s.get("predicted_speedup"), "x"),
+                _fmt(s.get("ceiling_speedup"), "x"),
+                _fmt(s.get("captured_fraction"), "pct"),
                 _fmt(s.get("thought_acceptance_rate"), "pct"),
                 _fmt(s.get("token_acceptance_rate"), "pct"),
             )

@@ -111,6 +111,24 @@ class ValuesBackedUp(SearchEvent):
 
 
 @dataclass(frozen=True)
+class MethodSwitched(SearchEvent):
+    """Method auto changed the generator of its steps from this step on (core.auto_method)."""
+
+    step: int
+    from_method: str  # specsearch | ar
+    to_method: str
+    reason: str  # "acceptance 12 %: drafting costs more than it saves (...)"
+    predicted_speedup: float | None  # specsearch over ar, predicted for this step
+    acceptance: float  # estimated draft acceptance rate (posterior mean)
+    acceptance_low: float  # its Wilson 95 % interval
+    acceptance_high: float
+
+    def record(self) -> dict[str, Any]:
+        """The switch as SearchStats.switches keeps it: the fields, without the event kind."""
+        return {k: v for k, v in self.to_dict().items() if k != "event"}
+
+
+@dataclass(frozen=True)
 class StatsUpdated(SearchEvent):
     stats: "SearchStats"
 

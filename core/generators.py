@@ -78,7 +78,8 @@ def _large_writer(models: Models) -> TokenGenerator:
     return models.speculative_decoder or models.large
 
 
-def _sampling(state: SearchState) -> SamplingParams:
+def search_sampling(state: SearchState) -> SamplingParams:
+    """The sampling settings of the search's config."""
     c = state.config
     return SamplingParams(c.temperature, c.top_k, c.top_p, c.min_p)
 
@@ -90,7 +91,7 @@ def _run(state: SearchState, writer: TokenGenerator, jobs: list[tuple[Beam, int]
     return writer.generate(
         [b.tokens for b, _ in jobs], 1,
         max_tokens=state.step_tokens,
-        sampling=_sampling(state),
+        sampling=search_sampling(state),
         seeds=[state.seed(depth, child_index) for _, child_index in jobs],
         stop=[state.config.delimiter],
         logprobs=logprobs,
@@ -175,6 +176,7 @@ class _WholeStep:
 
     def expand(self, state: SearchState, beams: list[Beam], depth: int) -> list[Candidate]:
         jobs = _all_jobs(state, beams)
+        state.step.generator = self.name
         with state.phase("generate"):
             out = _run(state, self.runner(), jobs, depth, logprobs=_reads_drafter_logprobs(self.models.prm, self.writer()))
         state.count_generation(self.source, out)
@@ -224,6 +226,7 @@ class SpecSearch:
 
     def expand(self, state: SearchState, beams: list[Beam], depth: int) -> list[Candidate]:
         jobs = _all_jobs(state, beams)
+        state.step.generator = self.name
         if self.threshold.beta is None:  # first step: the large model sets beta
             with state.phase("regenerate"):
                 out = _run(state, _large_writer(self.models), jobs, depth)

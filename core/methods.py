@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from .auto_method import AutoMethod
 from .errors import SpecSearchError
 from .generators import AutoRegressive, Models, SmallOnly, SpecSearch, SpeculativeSampling, ThoughtGenerator
 from .threshold import Threshold
@@ -94,5 +95,7 @@ for _method in (
            "the large model with token-level drafting by the small model (baseline)"),
     Method("small", lambda models, threshold: SmallOnly(models), ("small",),
            "the small model alone (lower bound)"),
+    Method("auto", lambda models, threshold: AutoMethod(models, threshold), ("small", "large"),
+           "specsearch while the cost model predicts it beats ar, ar (or sps) when not"),
 ):
     register_method(_method)

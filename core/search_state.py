@@ -1,4 +1,8 @@
-"""Mutable state of one search: the tree being built, statistics, events."""
+"""Mutable state of one search: the tree being built, statistics, events.
+
+Each published statistics snapshot carries the cost model's view of the search
+so far (core.cost_model.search_costs): its predicted ar time and ceiling time.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterator
 
+from .cost_model import search_costs
 from .engine import GenerateOutput
 from .generation import GenerateStats
 from .events import CancelToken, SearchEvent, StatsUpdated
@@ -100,6 +105,9 @@ class SearchState:
         self.stats.tokens_drafted += out.stats.drafted
         self.stats.tokens_accepted += out.stats.accepted
         self.stats.target_passes += out.stats.target_passes
+        self.step.calls.append({"model": model, "batch": len(out.generations), "tokens": out.stats.generated_tokens,
+                                "prefill": out.stats.prompt_tokens - out.stats.reused_tokens,
+                                "seconds": out.stats.wall_seconds})
         if out.stats.remote_requests:
             self._count_remote(model, out.stats)
 
@@ -115,11 +123,13 @@ class SearchState:
 
     def publish_stats(self) -> None:
         self.stats.wall_seconds = time.perf_counter() - self.t0
+        costs = search_costs(self.nodes, self.steps, self.stats.wall_seconds)
+        self.stats.predicted_ar_seconds, self.stats.ceiling_seconds = costs.predicted_ar_seconds, costs.ceiling_seconds
         self.emit(StatsUpdated(_snapshot(self.stats)))
 
 
 def _snapshot(stats: SearchStats) -> SearchStats:
     """A copy listeners may keep: the dict fields are copied, the rest are immutable."""
     return dataclasses.replace(stats, phase_seconds=dict(stats.phase_seconds), tokens=dict(stats.tokens),
-                               model_seconds=dict(stats.model_seconds),
+                               model_seconds=dict(stats.model_seconds), switches=list(stats.switches),
                                remote={m: dict(r) for m, r in stats.remote.items()})

@@ -72,6 +72,10 @@ def path_to(nodes: Mapping[int, ThoughtNode], node_id: int | None) -> list[Thoug
     return out[::-1]
 
 
+def _ratio(num: float | None, den: float | None) -> float | None:
+    return num / den if num is not None and den else None
+
+
 def _known_fields(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
     """The items of ``data`` that are fields of dataclass ``cls`` (derived values are dropped)."""
     names = {f.name for f in dataclasses.fields(cls)}
@@ -91,6 +95,10 @@ class StepRecord:
     # MCTS: visits and value of each node this step's backups changed, as they stood after it
     visits: dict[int, int] = field(default_factory=dict)
     values: dict[int, float] = field(default_factory=dict)
+    generator: str = ""  # the method whose generator wrote the step (auto switches between them)
+    # each generate call of the step: model (small/large), batch, tokens, prefill (prompt tokens
+    # not served from the KV cache), seconds -- what core.cost_model fits
+    calls: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -122,6 +130,22 @@ class SearchStats:
     # time) and, when the server reports its own timings for every request (llama-server),
     # server_seconds and network_queue_seconds (the rest: network, queueing, parsing).
     remote: dict[str, dict[str, float]] = field(default_factory=dict)
+    # The cost model's view (core.cost_model): this search's steps at ar's predicted
+    # cost, and at draft cost with every draft accepted and scoring free.
+    predicted_ar_seconds: float | None = None
+    ceiling_seconds: float | None = None
+    measured_speedup: float | None = None  # ar's measured time / this search's, when an ar baseline ran
+    switches: list[dict[str, Any]] = field(default_factory=list)  # auto's MethodSwitched events, as dicts
+
+    @property
+    def predicted_speedup(self) -> float | None:
+        """Predicted ar time / this search's time."""
+        return _ratio(self.predicted_ar_seconds, self.wall_seconds)
+
+    @property
+    def ceiling_speedup(self) -> float | None:
+        """Predicted ar time / the ceiling time (every draft accepted, scoring free)."""
+        return _ratio(self.predicted_ar_seconds, self.ceiling_seconds)
 
     @property
     def thought_acceptance_rate(self) -> float | None:
@@ -141,6 +165,8 @@ class SearchStats:
         out["thought_acceptance_rate"] = self.thought_acceptance_rate
         out["token_acceptance_rate"] = self.token_acceptance_rate
         out["tokens_per_second"] = {m: self.tokens_per_second(m) for m in ("small", "large")}
+        out["predicted_speedup"] = self.predicted_speedup
+        out["ceiling_speedup"] = self.ceiling_speedup
         return out
 
     @classmethod

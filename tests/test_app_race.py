@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from app_fixtures import QUESTION, app_models, async_test, make_app, saved, type_text, wait_until  # noqa: F401
 
 from specsearch.app.formatting import speedup_text
@@ -42,6 +44,10 @@ class TestRace:
             [summary] = app.services.history.list()
             exchange = app.services.history.load(summary.id).exchanges[0]
             assert exchange.mode == "race" and [r.method for r in exchange.runs] == ["ar", "specsearch"]
+            # the saved search keeps the measured speed-up beside the cost model's prediction
+            saved_stats = exchange.runs[1].stats
+            assert saved_stats.measured_speedup == pytest.approx(ar.stats.wall_seconds / spec.stats.wall_seconds)
+            assert saved_stats.predicted_speedup is not None
 
 
 class TestBatching:

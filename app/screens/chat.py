@@ -259,6 +259,8 @@ class ChatScreen(Screen):
             for ex in reversed(self.conversation.exchanges):
                 if ex.question.strip() == question:
                     ex.runs.insert(0, result)
+                    if ex.stats is not None and ex.stats.wall_seconds > 0:  # saved beside its prediction
+                        ex.stats.measured_speedup = result.stats.wall_seconds / ex.stats.wall_seconds
                     break
 
     # ----------------------------------------------------------- actions ---

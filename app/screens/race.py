@@ -211,6 +211,8 @@ class RaceScreen(Screen):
         self.query_one("#race-verdict", Static).update(Text(text))
         if ar is not None and not ar.cancelled and self.exchange is not None:
             self.services.baselines[self.exchange.question.strip()] = ar.stats.wall_seconds
+        if ar is not None and spec is not None and not ar.cancelled and spec.stats.wall_seconds > 0:
+            spec.stats.measured_speedup = ar.stats.wall_seconds / spec.stats.wall_seconds  # saved beside the prediction
         if self.exchange is not None and error is None:
             self.exchange.answer = spec.answer if spec is not None else None
             self.exchange.stats = spec.stats if spec is not None else None

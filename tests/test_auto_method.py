@@ -1,0 +1,154 @@
+"""Method auto (core.auto_method): its switch decision, and searches on tiny models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from specsearch.cli.main import main
+from specsearch.core import events as ev
+from specsearch.core.api import Solver
+from specsearch.core.auto_method import (
+    AR,
+    SPECSEARCH,
+    AutoMethod,
+    SwitchDecision,
+    SwitchPolicy,
+    predict_ratio,
+    switch_reason,
+)
+from specsearch.core.config import SearchConfig
+from specsearch.core.methods import METHODS, Method
+from specsearch.core.tree import SearchResult
+from tiny_models import write_tiny_model
+
+QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have?"
+
+
+def config(**kw) -> SearchConfig:
+    base = dict(method="auto", max_depth=7, max_step_tokens=12, children=3, beam_width=2, seed=7, temperature=0.9)
+    base.update(kw)
+    return SearchConfig(**base)
+
+
+def use_auto(monkeypatch, make) -> None:
+    """Method auto, made by ``make(models, threshold)`` for this test only."""
+    monkeypatch.setitem(METHODS, "auto", Method("auto", make, ("small", "large"), "auto (test)"))
+
+
+class TestSwitchDecision:
+    def test_alternating_predictions_never_switch(self):
+        decision = SwitchDecision(SwitchPolicy(margin=0.05, patience=2))
+        for ratio in [0.5, 1.5] * 5 + [0.5, None, 0.5]:
+            assert not decision.observe(ratio)
+        assert decision.mode == SPECSEARCH
+
+    def test_patience_steps_past_the_margin_switch_both_ways(self):
+        decision = SwitchDecision(SwitchPolicy(margin=0.05, patience=2))
+        assert not decision.observe(0.96)  # inside the band: not against specsearch
+        assert not decision.observe(0.9)
+        assert decision.observe(0.9) and decision.mode == AR
+        assert not decision.observe(1.04)  # inside the band
+        assert not decision.observe(1.2)
+        assert not decision.observe(0.5)  # streak broken
+        assert not decision.observe(1.2)
+        assert decision.observe(1.2) and decision.mode == SPECSEARCH
+
+    def test_ar_mode_probes_specsearch_every_few_steps(self):
+        decision = SwitchDecision(SwitchPolicy(probe_every=3), start=AR)
+        assert [decision.next_is_probe() for _ in range(8)] == [False, False, False, True] * 2
+        never = SwitchDecision(SwitchPolicy(probe_every=0), start=AR)
+        assert not any(never.next_is_probe() for _ in range(10))
+        assert not SwitchDecision().next_is_probe()  # specsearch mode: every step is specsearch anyway
+
+    def test_reason_names_the_acceptance(self):
+        assert switch_reason(AR, 0.6, 0.12) == (
+            "acceptance 12%: drafting costs more than it saves (specsearch predicted at ×0.60 of ar's speed)")
+        assert switch_reason(SPECSEARCH, 1.3, 0.8).startswith("acceptance 80%: drafting saves time again")
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory):
+    """A target several times slower than the tiny draft (same vocabulary)."""
+    return write_tiny_model(tmp_path_factory.mktemp("big") / "big.gguf", 1, n_embd=256, n_layer=6, n_ff=768)
+
+
+class TestAutoSearches:
+    def test_acceptance_zero_switches_to_ar_with_a_reason(self, tiny):
+        events = []
+        with Solver(small=tiny["draft"], large=tiny["target"], prm=tiny["draft"]) as solver:
+            result = solver.solve(QUESTION, config(threshold_margin=1e9), on_event=events.append)
+        switches = [e for e in events if isinstance(e, ev.MethodSwitched)]
+        generators = [s.generator for s in result.steps]
+        # step 1 sets beta, from step 2 on every draft is rejected; after two predictions
+        # against specsearch (patience 2: at step 4 at the earliest, here by step 5) ar writes the steps
+        assert len(switches) == 1, generators
+        first = switches[0]
+        assert (first.from_method, first.to_method) == ("specsearch", "ar") and first.step in (4, 5)
+        assert generators == ["specsearch"] * (first.step - 1) + ["ar"] * (len(generators) - first.step + 1)
+        assert first.reason.startswith(f"acceptance {first.acceptance:.0%}: drafting costs more than it saves")
+        assert first.acceptance < 0.2 and first.predicted_speedup < 0.95
+        assert first.acceptance_low == 0.0 and first.acceptance_high < 0.5
+        assert result.stats.switches[0] == first.record() == {k: v for k, v in first.to_dict().items() if k != "event"}
+        saved = SearchResult.from_dict(json.loads(json.dumps(result.to_dict())))
+        assert saved.stats.switches == result.stats.switches
+        assert saved.steps[3].generator == "ar"
+
+    def test_acceptance_one_keeps_specsearch(self, tiny, big, monkeypatch):
+        # A wide band: this busy machine's timing noise must not decide; a 3x slower target must.
+        use_auto(monkeypatch, lambda models, threshold: AutoMethod(models, threshold,
+                                                                  SwitchDecision(SwitchPolicy(margin=0.5))))
+        with Solver(small=tiny["draft"], large=big, prm=tiny["draft"]) as solver:
+            result = solver.solve(QUESTION, config(threshold_margin=-1e9))
+        assert [s.generator for s in result.steps] == ["specsearch"] * len(result.steps)
+        assert len(result.steps) >= 4 and result.stats.switches == []
+        assert result.stats.thoughts_rejected == 0
+
+    def test_pinned_to_ar_equals_method_ar(self, tiny, monkeypatch):
+        predicted = []
+
+        def pinned(state, thoughts):
+            ratio, model = predict_ratio(state, thoughts)
+            predicted.append(ratio)
+            return 0.0, model  # ar always predicted faster
+
+        use_auto(monkeypatch, lambda models, threshold: AutoMethod(
+            models, threshold, SwitchDecision(SwitchPolicy(probe_every=0), start=AR), pinned))
+        with Solver(small=tiny["draft"], large=tiny["target"], prm=tiny["draft"], batch_invariant=True) as solver:
+            auto = solver.solve(QUESTION, config())
+            ar = solver.solve(QUESTION, config(method="ar"))
+        fields = ("parent_id", "depth", "text", "n_tokens", "source", "fate", "selected", "finished")
+
+        def signature(result):  # scores to 4 places: the judge's numerics vary in the last bits
+            return [[getattr(n, f) for f in fields] + [round(n.score, 4)] for n in result.nodes]
+
+        assert signature(auto) == signature(ar)
+        assert auto.solution == ar.solution
+        assert {s.generator for s in auto.steps} == {"ar"} and auto.stats.switches == []
+        assert len(predicted) == len(auto.steps) - 1  # asked before every step after the first
+
+
+class TestSolveCommand:
+    ARGS = ["--depth", "6", "--step-tokens", "12", "--children", "3", "--beam", "2", "--seed", "7",
+            "--threshold-margin", "1e9"]
+
+    def models(self, tiny):
+        return ["--small", str(tiny["draft"]), "--large", str(tiny["target"]), "--prm", str(tiny["draft"])]
+
+    def test_json_has_the_switch_event_and_the_switches(self, capsys, tiny):
+        code = main(["solve", QUESTION, "--method", "auto", *self.models(tiny), *self.ARGS, "--json"])
+        events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert code == 0
+        switched = [e for e in events if e["event"] == "MethodSwitched"]
+        assert len(switched) == 1 and switched[0]["to_method"] == "ar"
+        assert "drafting costs more than it saves" in switched[0]["reason"]
+        stats = events[-1]["result"]["stats"]
+        assert stats["switches"] == [{k: v for k, v in switched[0].items() if k != "event"}]
+        assert stats["predicted_speedup"] > 0
+
+    def test_text_names_the_switch_and_the_prediction(self, capsys, tiny):
+        code = main(["solve", QUESTION, "--method", "auto", *self.models(tiny), *self.ARGS])
+        out = capsys.readouterr().out
+        assert code == 0
+        assert "⇄ auto: specsearch → ar from step" in out and "predicted speed-up vs ar ×" in out

@@ -1,0 +1,56 @@
+"""The cost model's figures in bench records, summary.json and the table (core.bench)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from specsearch.core.bench import format_table, run_benchmark
+from specsearch.core.datasets import Problem
+from specsearch.core.tree import SearchResult, SearchStats
+
+PROBLEMS = [Problem(id="p0", question="1+1?", answer="2"), Problem(id="p1", question="2+2?", answer="4")]
+
+# (problem, method) -> wall seconds, predicted ar seconds, ceiling seconds
+TIMES = {
+    ("p0", "ar"): (4.0, 4.2, None),
+    ("p1", "ar"): (6.0, 5.8, None),
+    ("p0", "specsearch"): (2.0, 3.0, 1.0),
+    ("p1", "specsearch"): (3.0, 7.0, 1.5),
+    ("p0", "small"): (1.0, None, None),  # no large-model thought: no prediction
+    ("p1", "small"): (1.0, None, None),
+}
+
+
+def solve(problem: Problem, method: str) -> SearchResult:
+    wall, predicted_ar, ceiling = TIMES[(problem.id, method)]
+    stats = SearchStats(wall_seconds=wall, predicted_ar_seconds=predicted_ar, ceiling_seconds=ceiling)
+    return SearchResult(problem.question, method, {"method": method}, [], [], None, r"\boxed{2}", "2", stats)
+
+
+def test_records_summary_and_table(tmp_path: Path) -> None:
+    summary = run_benchmark(PROBLEMS, ["ar", "specsearch", "small"], solve, tmp_path)
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    spec0 = next(r for r in records if (r["id"], r["method"]) == ("p0", "specsearch"))
+    assert (spec0["predicted_ar_s"], spec0["ceiling_s"], spec0["predicted_speedup"]) == (3.0, 1.0, 1.5)
+
+    spec = summary["specsearch"]
+    assert spec.speedup_vs_ar == pytest.approx(10.0 / 5.0)  # measured
+    assert spec.predicted_speedup == pytest.approx(10.0 / 5.0)  # (3 + 7) / (2 + 3)
+    assert spec.ceiling_speedup == pytest.approx(10.0 / 2.5)
+    assert spec.captured_fraction == pytest.approx(2.0 / 4.0)
+    assert summary["ar"].predicted_speedup == pytest.approx(10.0 / 10.0)
+    assert summary["ar"].ceiling_speedup is None and summary["ar"].captured_fraction is None
+    assert summary["small"].predicted_speedup is None
+
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert {k: saved["specsearch"][k] for k in ("predicted_speedup", "ceiling_speedup", "captured_fraction")} == \
+        pytest.approx({"predicted_speedup": 2.0, "ceiling_speedup": 4.0, "captured_fraction": 0.5})
+
+    lines = format_table(summary).splitlines()
+    for heading in ("predicted", "ceiling", "captured"):
+        assert heading in lines[0]
+    row = next(line for line in lines if line.startswith("specsearch")).split()
+    assert row[row.index("2.00x") + 1:row.index("2.00x") + 4] == ["2.00x", "4.00x", "50.0%"]
