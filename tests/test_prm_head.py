@@ -146,6 +146,15 @@ def marked_items(n: int) -> list[ProcessItem]:
     return items
 
 
+def write_items(path: Path, items: list[ProcessItem]) -> Path:
+    """``items`` as a ProcessBench-format JSON file."""
+    path.write_text(json.dumps([
+        {"id": it.id, "problem": it.problem, "steps": list(it.steps), "label": it.label,
+         "final_answer_correct": it.final_answer_correct} for it in items
+    ]))
+    return path
+
+
 class TestTraining:
     def test_a_trained_head_separates_marked_steps_on_held_out_items(self, engine):
         items = marked_items(60)
@@ -160,11 +169,7 @@ class TestTraining:
                                    report.head.predict(feats.x[feats.item == 1]), atol=1e-4)
 
     def test_cli_train_writes_a_head_that_prm_eval_can_use(self, tiny, tmp_path, capsys):
-        data = tmp_path / "items.json"
-        data.write_text(json.dumps([
-            {"id": it.id, "problem": it.problem, "steps": list(it.steps), "label": it.label,
-             "final_answer_correct": it.final_answer_correct} for it in marked_items(24)
-        ]))
+        data = write_items(tmp_path / "items.json", marked_items(24))
         out = tmp_path / "head.npz"
         code = cli_main(["prm", "train", "--backbone", str(tiny["target"]), "--data", str(data),
                          "--out", str(out), "--features", "hidden", "--json"])

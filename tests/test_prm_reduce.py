@@ -13,7 +13,7 @@ from specsearch.core.prm_head import Head, HeadPRM
 from specsearch.core.prm_reduce import fit_reduction, fold_into_head
 from specsearch.core.prm_train import FitConfig, ReduceConfig, extract_features, reduced_feature_names, train_head
 
-from test_prm_head import marked_items
+from test_prm_head import marked_items, write_items
 
 
 def _random_problem(rng, rows=120, hidden=24, other=3, confounds=2):
@@ -80,11 +80,7 @@ class TestTrainingWithReduction:
                                    head.predict(rows), atol=1e-4)
 
     def test_cli_pca_writes_a_usable_head_and_bad_combinations_are_one_line_errors(self, tiny, tmp_path, capsys):
-        data = tmp_path / "items.json"
-        data.write_text(json.dumps([
-            {"id": it.id, "problem": it.problem, "steps": list(it.steps), "label": it.label,
-             "final_answer_correct": it.final_answer_correct} for it in marked_items(24)
-        ]))
+        data = write_items(tmp_path / "items.json", marked_items(24))
         out = tmp_path / "head.npz"
         base = ["prm", "train", "--backbone", str(tiny["target"]), "--data", str(data), "--out", str(out)]
         assert cli_main(base + ["--features", "hidden,logprob_min", "--pca", "3", "--json"]) == 0
