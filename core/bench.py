@@ -198,6 +198,8 @@ def make_record(problem: Problem, method: str, result: SearchResult,
         "tokens_small": int(stats.tokens.get("small", 0)),
         "tokens_large": int(stats.tokens.get("large", 0)),
         "phase_seconds": {k: float(v) for k, v in stats.phase_seconds.items()},
+        "model_seconds": {k: float(v) for k, v in stats.model_seconds.items()},  # generation time per model role
+        "remote": {role: dict(r) for role, r in stats.remote.items()},  # served models: requests, seconds, split
         "predicted_ar_s": stats.predicted_ar_seconds,  # the cost model's (core.cost_model)
         "ceiling_s": stats.ceiling_seconds,
         "predicted_speedup": stats.predicted_speedup,

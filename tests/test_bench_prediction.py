@@ -54,3 +54,16 @@ def test_records_summary_and_table(tmp_path: Path) -> None:
         assert heading in lines[0]
     row = next(line for line in lines if line.startswith("specsearch")).split()
     assert row[row.index("2.00x") + 1:row.index("2.00x") + 4] == ["2.00x", "4.00x", "50.0%"]
+
+
+def test_records_keep_each_models_time_and_a_served_models_requests(tmp_path: Path) -> None:
+    served = {"requests": 6, "seconds": 9.0, "timed_requests": 6, "server_seconds": 7.5, "network_queue_seconds": 1.5}
+
+    def solve_served(problem: Problem, method: str) -> SearchResult:
+        stats = SearchStats(wall_seconds=12.0, model_seconds={"small": 2.0, "large": 9.0}, remote={"large": served})
+        return SearchResult(problem.question, method, {"method": method}, [], [], None, "", None, stats)
+
+    run_benchmark(PROBLEMS[:1], ["specsearch"], solve_served, tmp_path)
+    record = json.loads((tmp_path / "results.jsonl").read_text().splitlines()[0])
+    assert record["model_seconds"] == {"small": 2.0, "large": 9.0}
+    assert record["remote"] == {"large": served}
