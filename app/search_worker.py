@@ -23,7 +23,7 @@ from textual.message import Message
 from specsearch.core.api import Solver
 from specsearch.core.errors import SpecSearchError
 from specsearch.core.events import CancelToken, SearchEvent, SearchFinished
-from specsearch.core.offload import Offload, offload_warning
+from specsearch.core.offload import Offload, gpu_layers_asked, offload_warning
 from specsearch.core.tree import SearchResult
 
 from .messages import ModelsLoaded, SearchCompleted, SearchEvents, SearchFailed, SearchStatus
@@ -121,7 +121,7 @@ class SolverPool:
             if self._key is None or self._warned == self._key:
                 return None
             self._warned = self._key
-        return offload_warning({role: spec.n_gpu_layers for role, spec in models.specs.items() if spec is not None})
+        return offload_warning(gpu_layers_asked(models.specs))
 
     def offload_by_path(self) -> dict[str, Offload]:
         """Where the loaded models' layers are, by model file (for the model manager)."""

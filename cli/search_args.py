@@ -13,6 +13,7 @@ from specsearch.core.api import Solver
 from specsearch.core.config import SearchConfig, implied_options, search_options
 from specsearch.core.errors import SpecSearchError
 from specsearch.core.prm import DEFAULT_PRM_KIND, PRM_KINDS, prm_kind_names
+from specsearch.core.offload import gpu_layers_asked
 from specsearch.core.options import argparse_options
 from specsearch.core.remote_client import DEFAULT_API_KEY_ENV, DEFAULT_TIMEOUT, ServedModel
 from specsearch.models.resolve import LoadOverrides, resolve_models
@@ -97,8 +98,7 @@ def make_solver(args: argparse.Namespace) -> Solver:
         raise SpecSearchError(" ".join(resolved.problems))
     specs = served_specs(resolved.specs, args)
     # the flag or the model manager's per-model setting: either may ask for GPU layers (of a local model)
-    warn_gpu_layers({role: spec.n_gpu_layers for role, spec in specs.items()
-                     if spec is not None and not isinstance(spec, ServedModel)})
+    warn_gpu_layers(gpu_layers_asked(specs))
     if specs["small"] is None and specs["large"] is None:
         raise SpecSearchError(
             "no models given: pass --small/--large/--prm, or set defaults with `specsearch models set-default`"

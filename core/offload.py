@@ -75,6 +75,12 @@ def _offload(requested: int | None, layers: int, n_layer: int) -> Offload:
     return Offload(gpus or ("GPU" if layers else "CPU"), layers, n_layer + 1, requested)
 
 
+def gpu_layers_asked(specs: Mapping[str, object]) -> dict[str, int | None]:
+    """role -> the GPU layers each local model spec asks for; served models (no such setting:
+    their server places them) and absent roles are left out."""
+    return {role: spec.n_gpu_layers for role, spec in specs.items() if hasattr(spec, "n_gpu_layers")}
+
+
 def offload_warning(requested: Mapping[str, int | None]) -> str | None:
     """One line when GPU layers were asked for (``what -> n``; None and 0 ask for none) on a
     build without GPU offload; None otherwise."""

@@ -13,6 +13,7 @@ from specsearch.app.widgets.search_panel import SearchPanel
 from specsearch.core import llama_adapter as lla
 from specsearch.core.gguf_info import read_gguf_info
 from specsearch.models import Registry
+from test_remote_faults import completion, ok, stand_in  # noqa: F401  (the stand-in completions server)
 
 pytestmark = pytest.mark.skipif(lla.supports_gpu_offload(), reason="this llama.cpp build has GPU offload")
 QUESTION = "What is 2+3?"
@@ -115,3 +116,19 @@ class TestModelManager:
             await pilot.press("f6")
             await wait_until(pilot, lambda: backend("big") == on_cpu(app_models["large"]))  # loaded now
             assert backend("little") == on_cpu(app_models["small"])
+
+
+class TestServedLargeModel:
+    @async_test
+    async def test_a_served_large_model_asks_no_gpu_layers_and_the_search_runs(self, app_models, stand_in):
+        # A served model has no GPU-layer setting (its server places it): the warning check
+        # must leave it out, not fail the search (it did: ServedModel has no n_gpu_layers).
+        srv = stand_in(lambda body: ok(completion("The answer is 5.", "stop", choice={"stop_reason": None})))
+        app = make_app(app_models, large=srv.url, prm_kind="arith", method="ar", n_gpu_layers_small=4)
+        async with app.run_test(size=(140, 45)) as pilot:
+            screen = await searched(pilot)
+            result = screen.live.result
+            assert srv.requests, "the served large model wrote the thoughts"
+            assert result is not None and result.error is None and result.answer == "5"
+            assert [w for w in gpu_warnings(app) if "small 4" in w], "the local model's GPU layers still warn"
+            assert not [n for n in notices(app) if "Error" in n]
