@@ -24,6 +24,7 @@ from specsearch.core.api import Solver
 from specsearch.core.errors import SpecSearchError
 from specsearch.core.events import CancelToken, SearchEvent, SearchFinished
 from specsearch.core.offload import Offload, gpu_layers_asked, offload_warning
+from specsearch.core.remote_client import ServedModel
 from specsearch.core.tree import SearchResult
 
 from .messages import ModelsLoaded, SearchCompleted, SearchEvents, SearchFailed, SearchStatus
@@ -157,7 +158,11 @@ def load_models(pool: SolverPool, models: ResolvedModels, settings: Settings, me
     post(SearchStatus(run_id, "loading models…"))
     for method in methods:
         solver.models(method)
-    post(ModelsLoaded(run_id, {role: o.label() for role, o in solver.offload().items()}, pool.offload_warning(models)))
+    where = {role: o.label() for role, o in solver.offload().items()}
+    # A served model runs where its server put it: say which server.
+    where.update({role: f"served at {spec.base_url}" for role, spec in solver.model_files.items()
+                  if isinstance(spec, ServedModel) and role in solver.loaded_roles()})
+    post(ModelsLoaded(run_id, where, pool.offload_warning(models)))
     return solver
 
 

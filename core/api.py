@@ -121,6 +121,11 @@ class Solver:
                 self._engines[role] = self._new_engine(role, model_file)
         return self._engines[role]
 
+    def loaded_roles(self) -> tuple[str, ...]:
+        """The roles whose model (local or served) is loaded."""
+        with self._load_lock:
+            return tuple(self._engines)
+
     def offload(self) -> dict[str, Offload]:
         """Where each loaded local model's layers are (role -> Offload); roles not loaded yet, and
         served models, are absent."""

@@ -132,3 +132,5 @@ class TestServedLargeModel:
             assert result is not None and result.error is None and result.answer == "5"
             assert [w for w in gpu_warnings(app) if "small 4" in w], "the local model's GPU layers still warn"
             assert not [n for n in notices(app) if "Error" in n]
+            rows = screen.query_one(SearchPanel).stats.rows
+            assert rows["large model"] == f"served at {srv.url}"
