@@ -134,3 +134,22 @@ class TestServedLargeModel:
             assert not [n for n in notices(app) if "Error" in n]
             rows = screen.query_one(SearchPanel).stats.rows
             assert rows["large model"] == f"served at {srv.url}"
+
+    @async_test
+    async def test_a_served_model_failing_mid_search_is_said_on_the_turn_not_taken_for_esc(self, app_models, stand_in):
+        calls = []
+
+        def answer(body):
+            calls.append(body)
+            if len(calls) <= 1:  # the load-time probe
+                return ok(completion("The sum is 5.", "stop", choice={"stop_reason": None}))
+            return 400, b'{"error": {"message": "model unloaded"}}', 0.0
+
+        srv = stand_in(answer)
+        app = make_app(app_models, large=srv.url, prm_kind="arith", method="ar", max_depth=4)
+        async with app.run_test(size=(140, 45)) as pilot:
+            screen = await searched(pilot)
+            result = screen.live.result
+            assert result.error and result.cancelled
+            status = str(app.screen.query(".status").last().render())
+            assert "stopped: " in status and "Esc" not in status

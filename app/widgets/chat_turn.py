@@ -110,14 +110,17 @@ class ChatTurn(Vertical):
             if result.answer is not None:
                 answer.update(Text(f"{BEST} Answer: {convert_math(result.answer)}"))
             else:
-                answer.update(Text("No final answer found" + (" (search cancelled)" if result.cancelled else ".")))
+                why = " (search stopped: a served model failed)" if result.error else " (search cancelled)"
+                answer.update(Text("No final answer found" + (why if result.cancelled else ".")))
             s = result.stats
             # the strategy too, when it is not the default beam search: "specsearch · mcts"
             bits = [result.method] + ([result.search] if result.search != "beam" else []) + [fmt_secs(s.wall_seconds)]
             if s.thought_acceptance_rate is not None:
                 bits.append(f"thoughts accepted {fmt_rate(s.thought_acceptance_rate)}")
             bits.append(f"tokens small {s.tokens.get('small', 0)} · large {s.tokens.get('large', 0)}")
-            if result.cancelled:
+            if result.error:  # a served model failed mid-search (core.remote_client.RemoteError)
+                bits.append(f"stopped: {result.error}; the tree so far is kept")
+            elif result.cancelled:
                 bits.append("cancelled (Esc): the tree so far is kept")
             self.set_status(" · ".join(bits))
         elif error is not None:
