@@ -198,10 +198,10 @@ class Solver:
             needs_model = prm_kind(self.prm_kind).needs_model
             prm_file = self.model_files["prm"] if needs_model else None
             head, kind = self.prm_head, self.prm_kind
-            if head is None and kind in ("head", "auto") and prm_file is not None:
-                head = self._shipped_head(prm_file.path)
             if isinstance(prm_file, ServedModel):
-                kind, head = ("judge" if kind == "auto" else kind), None
+                kind, head = served_prm_kind(kind), None
+            elif head is None and kind in ("head", "auto") and prm_file is not None:
+                head = self._shipped_head(prm_file.path)
             if kind == "auto":  # say what auto chose
                 kind = "head" if head else "judge"
             # Kind arith is the check itself; the guard goes only on top of a model.
@@ -297,13 +297,17 @@ REMOTE_PRM_KINDS = ("judge", "step-tag")
 a completions server returns; the others need the model's hidden states or a local check."""
 
 
+def served_prm_kind(kind: str) -> str:
+    """What ``kind`` means for a served reward model: auto is judge (a server has no shipped head)."""
+    return "judge" if kind == "auto" else kind
+
+
 def remote_prm_kind(kind: str, model: RemoteModel) -> str:
-    """``kind`` for a served reward model (auto: judge), after checking once that the
+    """``kind`` for a served reward model (served_prm_kind), after checking once that the
     server returns top log-probs; PRMKindError for a kind a server cannot serve."""
     from .prm import PRMKindError
 
-    if kind == "auto":
-        kind = "judge"
+    kind = served_prm_kind(kind)
     if kind not in REMOTE_PRM_KINDS:
         raise PRMKindError(f"PRM kind {kind!r} needs a local model; a served reward model "
                            f"({model.served.base_url}) scores with {' or '.join(REMOTE_PRM_KINDS)}")
