@@ -93,6 +93,8 @@ class Solver:
         self._prm_description: dict | None = None
         self._speculative_decoder: SpeculativeDecoder | None = None
         self._notices: list[str] = []  # said once, in the next search's events
+        # What generators learn in one search and keep for the next on these models (auto's cost model).
+        self._between_searches: dict = {}
         self._told_no_drafting = False
         self._lock = threading.Lock()  # one search at a time
         # Loading: callers on several threads (two app screens) share one load of each model.
@@ -166,7 +168,8 @@ class Solver:
                 self._speculative_decoder = SpeculativeDecoder(large, small, k=self.spec_tokens,
                                                                adaptive=self.adaptive_draft)
             decoder = self._speculative_decoder
-        return Models(small=small, large=large, prm=self.reward_model(), speculative_decoder=decoder)
+        return Models(small=small, large=large, prm=self.reward_model(), speculative_decoder=decoder,
+                      between_searches=self._between_searches)
 
     def reward_model(self) -> RewardModel | None:
         """The PRM (built on first use); None when its kind needs a model and none was given.
@@ -283,6 +286,7 @@ class Solver:
             self._prm = None
             self._prm_description = None
             self._speculative_decoder = None
+            self._between_searches.clear()
             self._told_no_drafting = False
 
     def __enter__(self) -> "Solver":

@@ -13,23 +13,38 @@ speculative decoder's own adaptive-k policy says drafting pays (method sps),
 plainly otherwise (method ar); its scores keep updating β as specsearch's
 large-model thoughts would.  Each switch is a MethodSwitched event with its
 reason, also kept in ``SearchStats.switches``.
+
+What one search learns is kept for the next on the same Solver with the same
+settings (:class:`AutoMemory`, in ``Models.between_searches``): its mode, probe
+interval and recent step timings.  Without it every search would pay again, in
+specsearch steps whose drafts are thrown away, to learn what the last one knew;
+a search that starts in ar for that reason says so with a MethodSwitched event
+at its first step.  Probes back off (the interval doubles after each, up to
+``max_probe_every``) while they keep confirming ar.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from .cost_model import CostModel, step_timings
+from .cost_model import CostModel, StepTiming, step_timings
 from .events import MethodSwitched
 from .generators import AutoRegressive, Models, SpecSearch, SpeculativeSampling, ThoughtGenerator, search_sampling
 from .search_state import Beam, Candidate, SearchState
 from .speculative import SpeculativeDecoder
 from .threshold import Threshold
 
+if TYPE_CHECKING:  # core.config imports this module (through core.methods)
+    from .config import SearchConfig
+
 SPECSEARCH, AR = "specsearch", "ar"
 ACCEPTANCE_DECAY = 0.7
 """Weight of a step's judged drafts per later step, in auto's acceptance estimate."""
+KEEP_STEPS = 48
+"""Steps of earlier searches auto's cost model keeps fitting on."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +54,11 @@ class SwitchPolicy:
     patience: int = 2
     """... for this many steps in a row."""
     probe_every: int = 4
-    """In ar mode, make every probe_every-th step a specsearch step (0: never)."""
+    """In ar mode, make the step after probe_every ar steps a specsearch step (0: never)."""
+    probe_backoff: int = 2
+    """After each probe the interval is multiplied by this (1: a fixed interval) ..."""
+    max_probe_every: int = 32
+    """... up to this; a switch back to specsearch resets it to probe_every."""
 
 
 class SwitchDecision:
@@ -50,6 +69,7 @@ class SwitchDecision:
         self.mode = start
         self.streak = 0  # predictions in a row against the current mode
         self.ar_steps = 0  # ar steps since the last probe
+        self.probe_every = policy.probe_every  # the current probe interval
 
     def observe(self, ratio: float | None) -> bool:
         """Fold in the predicted speed-up of specsearch over ar (None: not predictable yet);
@@ -64,6 +84,8 @@ class SwitchDecision:
             return False
         self.mode = AR if self.mode == SPECSEARCH else SPECSEARCH
         self.streak = self.ar_steps = 0
+        if self.mode == SPECSEARCH:
+            self.probe_every = self.policy.probe_every
         return True
 
     def next_is_probe(self) -> bool:
@@ -71,11 +93,39 @@ class SwitchDecision:
         if self.mode != AR:
             return False
         self.ar_steps += 1
-        every = self.policy.probe_every
+        every = self.probe_every
         if every > 0 and self.ar_steps > every:
             self.ar_steps = 0
+            self.probe_every = min(every * self.policy.probe_backoff, max(every, self.policy.max_probe_every))
             return True
         return False
+
+
+@dataclass
+class AutoMemory:
+    """What auto carries from one search to the next with the same models and settings."""
+
+    decision: SwitchDecision
+    past: list[StepTiming] = field(default_factory=list)  # earlier searches' steps, oldest first
+    current: list[StepTiming] = field(default_factory=list)  # this search's finished steps
+
+    def start_search(self) -> None:
+        self.past = (self.past + self.current)[-KEEP_STEPS:]
+        self.current = []
+        self.decision.streak = 0
+
+    def timings(self) -> list[StepTiming]:
+        return self.past + self.current
+
+
+_NOT_IN_MEMORY_KEY = ("method", "seed", "max_depth", "token_budget")
+
+
+def memory_key(config: SearchConfig) -> str:
+    """Searches whose settings differ only in what does not change a step's cost or its drafts'
+    acceptance (seed, depth, budget) share auto's memory."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_MEMORY_KEY}
+    return "auto:" + json.dumps(settings, sort_keys=True, default=str)
 
 
 def token_drafting_pays(decoder: SpeculativeDecoder | None, greedy: bool, batch: int) -> bool:
@@ -90,13 +140,13 @@ def token_drafting_pays(decoder: SpeculativeDecoder | None, greedy: bool, batch:
     return max(range(policy.k_max + 1), key=lambda k: policy.expected_rate(k, batch)) > 0
 
 
-Predictor = Callable[[SearchState, int], "tuple[float | None, CostModel]"]
+Predictor = Callable[[Sequence[StepTiming], int], "tuple[float | None, CostModel]"]
 
 
-def predict_ratio(state: SearchState, thoughts: int) -> tuple[float | None, CostModel]:
-    """Predicted speed-up of specsearch over ar for a step of ``thoughts`` thoughts, from the
-    search's finished steps (None until a draft has been judged), and the model it came from."""
-    model = CostModel(step_timings(state.nodes, state.steps[:-1]), decay=ACCEPTANCE_DECAY)
+def predict_ratio(timings: Sequence[StepTiming], thoughts: int) -> tuple[float | None, CostModel]:
+    """Predicted speed-up of specsearch over ar for a step of ``thoughts`` thoughts, from finished
+    steps (None until a draft has been judged), and the model it came from."""
+    model = CostModel(timings, decay=ACCEPTANCE_DECAY)
     return (model.predict_step(thoughts).ratio if model.ready else None), model
 
 
@@ -107,9 +157,12 @@ class AutoMethod:
 
     def __init__(self, models: Models, threshold: Threshold, decision: SwitchDecision | None = None,
                  predict: Predictor = predict_ratio) -> None:
+        """``decision``: this search's own, remembering nothing (default: the one the Solver keeps
+        for these settings, see AutoMemory)."""
         self.models = models
         self.threshold = threshold
-        self.decision = decision or SwitchDecision()
+        self.own_decision = decision
+        self.memory: AutoMemory | None = None  # found at the first step, from the search's settings
         self.predict = predict
         self.specsearch = SpecSearch(models, threshold)
         self.plain: dict[str, ThoughtGenerator] = {"ar": AutoRegressive(models), "sps": SpeculativeSampling(models)}
@@ -118,11 +171,31 @@ class AutoMethod:
         # Any step may be a specsearch step: its room (small model and decoder) bounds every mode's.
         return self.specsearch.room(beams, children)
 
+    @property
+    def decision(self) -> SwitchDecision:
+        if self.memory is None:
+            raise RuntimeError("auto has not started a search")
+        return self.memory.decision
+
+    def _start(self, state: SearchState, depth: int, thoughts: int) -> None:
+        if self.own_decision is not None:
+            self.memory = AutoMemory(self.own_decision)
+        else:
+            self.memory = self.models.between_searches.setdefault(memory_key(state.config),
+                                                                  AutoMemory(SwitchDecision()))
+        self.memory.start_search()
+        if self.memory.decision.mode == AR and self.memory.past:  # say why this search starts in ar
+            ratio, model = self.predict(self.memory.past, thoughts)
+            self._announce(state, depth, SPECSEARCH, ratio, model, "in earlier searches")
+
     def expand(self, state: SearchState, beams: list[Beam], depth: int) -> list[Candidate]:
         thoughts = len(beams) * state.config.children
-        if len(state.steps) > 1:
+        if self.memory is None:
+            self._start(state, depth, thoughts)
+        elif len(state.steps) > 1:
             self._decide(state, depth, thoughts)
-        if self.decision.mode == SPECSEARCH or self.decision.next_is_probe():
+        # A first step is the large model's in specsearch too (it sets β): no use as a probe.
+        if self.decision.mode == SPECSEARCH or (len(state.steps) > 1 and self.decision.next_is_probe()):
             return self.specsearch.expand(state, beams, depth)
         greedy = search_sampling(state).greedy
         writer = self.plain["sps" if token_drafting_pays(self.models.speculative_decoder, greedy, thoughts) else "ar"]
@@ -132,20 +205,29 @@ class AutoMethod:
         return cands
 
     def _decide(self, state: SearchState, depth: int, thoughts: int) -> None:
-        before = self.decision.mode
-        ratio, model = self.predict(state, thoughts)
-        if not self.decision.observe(ratio):
-            return
+        memory = self.memory
+        assert memory is not None
+        before = memory.decision.mode
+        memory.current = step_timings(state.nodes, state.steps[:-1])
+        ratio, model = self.predict(memory.timings(), thoughts)
+        if memory.decision.observe(ratio):
+            self._announce(state, depth, before, ratio, model)
+
+    def _announce(self, state: SearchState, depth: int, before: str, ratio: float | None, model: CostModel,
+                  when: str = "") -> None:
+        mode = self.decision.mode
         low, high = model.acceptance.wilson()
-        event = MethodSwitched(depth, before, self.decision.mode, switch_reason(self.decision.mode, ratio,
-                               model.acceptance.mean), ratio, model.acceptance.mean, low, high)
+        event = MethodSwitched(depth, before, mode, switch_reason(mode, ratio, model.acceptance.mean, when),
+                               ratio, model.acceptance.mean, low, high)
         state.stats.switches.append(event.record())
         state.emit(event)
 
 
-def switch_reason(mode: str, ratio: float | None, acceptance: float) -> str:
-    """One line: why auto now uses ``mode``."""
+def switch_reason(mode: str, ratio: float | None, acceptance: float, when: str = "") -> str:
+    """One line: why auto now uses ``mode`` (``when``: where the acceptance was measured, if not
+    in this search)."""
     speed = f"specsearch predicted at ×{ratio:.2f} of ar's speed" if ratio is not None else "no prediction"
+    measured = f"acceptance {acceptance:.0%}" + (f" {when}" if when else "")
     if mode == AR:
-        return f"acceptance {acceptance:.0%}: drafting costs more than it saves ({speed})"
-    return f"acceptance {acceptance:.0%}: drafting saves time again ({speed})"
+        return f"{measured}: drafting costs more than it saves ({speed})"
+    return f"{measured}: drafting saves time again ({speed})"

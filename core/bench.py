@@ -16,6 +16,9 @@ does the bookkeeping:
   ``ceiling_speedup`` and ``captured_fraction``), ``results.csv`` and
   ``plot.png`` (accuracy vs latency; time per phase); ``curve.png`` when a
   method ran at several values of one search option (``bench_variants``).
+* ``trees/<id>__<method>.json`` -- each search's whole result (tree, steps,
+  timings: what the TUI saves), written atomically, so a run can be inspected
+  or its cost model re-fitted later.
 
 Problems run in order and, for each problem, the methods in the order given, so
 an interrupted benchmark still compares all methods on the same problems.
@@ -28,6 +31,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import logging
 import math
 import os
@@ -59,6 +63,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.jsonl"
+TREES_DIR = "trees"
 SUMMARY_FILE = "summary.json"
 CSV_FILE = "results.csv"
 PLOT_FILE = "plot.png"
@@ -207,6 +212,12 @@ def make_record(problem: Problem, method: str, result: SearchResult,
         "search": result.search,  # the strategy (a METHOD@search=... label or --search)
         "prm": dict(prm) if prm else prm_of(result.config),
     }
+
+
+def tree_path(out_dir: Path, problem_id: str, method: str) -> Path:
+    """Where a benchmark keeps one search's whole result (names made file-safe)."""
+    name = re.sub(r"[^A-Za-z0-9._=-]+", "_", f"{problem_id}__{method}")
+    return out_dir / TREES_DIR / f"{name}.json"
 
 
 def load_records(path: Path, repair: bool = True) -> list[dict[str, Any]]:
@@ -456,6 +467,7 @@ def run_benchmark(
                     continue
                 result = solve(problem, method)
                 record = make_record(problem, method, result, prm)
+                atomic_write_json(tree_path(out, problem.id, method), _json_safe(result.to_dict()))
                 _append_line(fh, record)
                 latest[key] = record
                 done += 1

@@ -20,7 +20,7 @@ every method.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from .engine import Engine, GenerateOutput
@@ -44,6 +44,8 @@ class Models:
     large: Engine | None = None
     prm: RewardModel | None = None
     speculative_decoder: SpeculativeDecoder | None = None  # large verifies, small drafts: set when both are local
+    between_searches: dict = field(default_factory=dict)
+    """What a generator learns in one search and keeps for the next on the same models (the Solver's)."""
 
     def roles(self) -> tuple[str, ...]:
         """The roles (small, large, prm) that have a model."""

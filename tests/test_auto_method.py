@@ -56,16 +56,27 @@ class TestSwitchDecision:
         assert decision.observe(1.2) and decision.mode == SPECSEARCH
 
     def test_ar_mode_probes_specsearch_every_few_steps(self):
-        decision = SwitchDecision(SwitchPolicy(probe_every=3), start=AR)
+        decision = SwitchDecision(SwitchPolicy(probe_every=3, probe_backoff=1), start=AR)
         assert [decision.next_is_probe() for _ in range(8)] == [False, False, False, True] * 2
         never = SwitchDecision(SwitchPolicy(probe_every=0), start=AR)
         assert not any(never.next_is_probe() for _ in range(10))
         assert not SwitchDecision().next_is_probe()  # specsearch mode: every step is specsearch anyway
 
+    def test_probes_back_off_while_ar_holds_and_reset_on_a_switch_back(self):
+        decision = SwitchDecision(SwitchPolicy(probe_every=2, probe_backoff=2, max_probe_every=8), start=AR)
+        probes = [i for i in range(1, 40) if decision.next_is_probe()]
+        # after 2 ar steps, then 4, then 8, then 8 ... (each probe step counts as a step)
+        assert probes == [3, 8, 17, 26, 35]
+        decision.streak = 0
+        assert not decision.observe(1.5) and decision.observe(1.5) and decision.mode == SPECSEARCH
+        assert decision.probe_every == 2
+
     def test_reason_names_the_acceptance(self):
         assert switch_reason(AR, 0.6, 0.12) == (
             "acceptance 12%: drafting costs more than it saves (specsearch predicted at ×0.60 of ar's speed)")
         assert switch_reason(SPECSEARCH, 1.3, 0.8).startswith("acceptance 80%: drafting saves time again")
+        assert switch_reason(AR, 0.5, 0.1, "in earlier searches").startswith(
+            "acceptance 10% in earlier searches: drafting costs more")
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +119,8 @@ class TestAutoSearches:
     def test_pinned_to_ar_equals_method_ar(self, tiny, monkeypatch):
         predicted = []
 
-        def pinned(state, thoughts):
-            ratio, model = predict_ratio(state, thoughts)
+        def pinned(timings, thoughts):
+            ratio, model = predict_ratio(timings, thoughts)
             predicted.append(ratio)
             return 0.0, model  # ar always predicted faster
 
@@ -127,6 +138,35 @@ class TestAutoSearches:
         assert auto.solution == ar.solution
         assert {s.generator for s in auto.steps} == {"ar"} and auto.stats.switches == []
         assert len(predicted) == len(auto.steps) - 1  # asked before every step after the first
+
+
+class TestMemoryBetweenSearches:
+    def test_a_second_search_starts_where_the_first_ended(self, tiny):
+        events = []
+        with Solver(small=tiny["draft"], large=tiny["target"], prm=tiny["draft"]) as solver:
+            first = solver.solve(QUESTION, config(threshold_margin=1e9))
+            second = solver.solve(QUESTION, config(threshold_margin=1e9, seed=8, max_depth=9), on_event=events.append)
+            other = solver.solve(QUESTION, config(threshold_margin=1e9, children=2))  # other settings: fresh
+        first_gens = [s.generator for s in first.steps]
+        assert first_gens.count("specsearch") >= 3 and first_gens[-1] == "ar"
+        switches = [e for e in events if isinstance(e, ev.MethodSwitched)]
+        # The second search is told why it starts in ar, at its first step, and drafts only in probes.
+        assert [(e.step, e.from_method, e.to_method) for e in switches] == [(1, "specsearch", "ar")]
+        assert switches[0].reason.startswith(f"acceptance {switches[0].acceptance:.0%} in earlier searches: "
+                                             "drafting costs more than it saves")
+        gens = [s.generator for s in second.steps]
+        assert len(gens) >= 6 and gens[0] == "ar"
+        probes = [i for i, g in enumerate(gens) if g == "specsearch"]
+        assert len(probes) <= 1, gens  # the probe interval carried over from the first search
+        assert second.stats.switches == [switches[0].record()]
+        assert [s.generator for s in other.steps][:3] == ["specsearch"] * 3
+
+    def test_memory_is_the_solvers_and_closing_forgets_it(self, tiny):
+        with Solver(small=tiny["draft"], large=tiny["target"], prm=tiny["draft"]) as solver:
+            solver.solve(QUESTION, config(threshold_margin=1e9))
+            assert solver.models("auto").between_searches  # kept for the next search
+            solver.close()
+            assert not solver.models("auto").between_searches
 
 
 class TestSolveCommand:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from specsearch.core.bench import (
+    tree_path,
     BenchProgress,
     BenchSummary,
     format_table,
@@ -273,6 +274,16 @@ class TestOutputFiles:
         assert rows[0]["id"] == "p0" and rows[0]["method"] == "ar"
         assert {"draft_s", "generate_s", "score_s", "regenerate_s", "select_s"} <= set(rows[0])
         assert rows[4]["thoughts_accepted"] == "1"
+
+    def test_each_search_is_kept_whole_under_trees(self, tmp_path: Path) -> None:
+        run_benchmark(PROBLEMS, ["ar", "specsearch"], CountingSolver(), tmp_path)
+        trees = sorted(p.name for p in (tmp_path / "trees").iterdir())
+        assert trees == sorted(f"{p.id}__{m}.json" for p in PROBLEMS for m in ("ar", "specsearch"))
+        assert tree_path(tmp_path, "gsm8k/7", "ar@search=mcts").name == "gsm8k_7__ar_search=mcts.json"
+        saved = SearchResult.from_dict(json.loads((tmp_path / "trees" / "p1__ar.json").read_text()))
+        expected = make_result(PROBLEMS[1], "ar", False)
+        assert (saved.method, saved.answer, saved.stats.tokens) == (expected.method, expected.answer,
+                                                                     expected.stats.tokens)
 
     def test_plot_is_png(self, tmp_path: Path) -> None:
         summary = run_benchmark(PROBLEMS, METHODS, CountingSolver(), tmp_path)
