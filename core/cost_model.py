@@ -10,7 +10,9 @@ accepted/rejected drafts; a record older than ``calls`` is read from its nodes
   token read (prefill), and the time of one decode step at batch size n,
   ``a + b*n`` (with one batch size seen, or a fit with a negative term, a
   constant seconds per generated token), and the mean tokens of a thought;
-* PRM scoring time per thought scored, by writer (least squares over the steps);
+* PRM scoring time: per draft scored (a PRM on the small model reads a draft from
+  its cache) and per token of a large-model thought scored (read anew, so its
+  cost grows with the thought's length), least squares over the steps;
 * the fixed per-step overhead (the select phase);
 * the drafts' acceptance rate p as a Beta(1, 1) posterior over the judged drafts
   (older judgements weigh ``decay`` less per later step that judged drafts),
@@ -21,8 +23,10 @@ reading no prompt: it holds the path it wrote) and under specsearch (the small
 model drafts all, the PRM scores them, the large model rewrites the rejected
 K ~ Binomial(N, 1-p), reading what the drafts added, and they are scored too):
 
-    T_ar(N) = gen_large(N) + score(N) + overhead
-    T_ss(N) = gen_small(N) + score(N) + E[gen_large(K)] + (1-p) N score1 + overhead
+    T_ar(N) = gen_large(N) + N L score_token + overhead
+    T_ss(N) = gen_small(N) + N score_draft + E[gen_large(K)] + (1-p) N L score_token + overhead
+
+(L: the tokens of a thought)
 
 :func:`search_costs` turns a whole search into ``predicted_ar_seconds`` (steps
 with drafts at the predicted ar cost, steps the large model wrote whole as
@@ -78,6 +82,7 @@ class StepTiming:
     overhead_seconds: float = 0.0  # select
     accepted: int = 0
     rejected: int = 0
+    scored_tokens: dict[str, int] = field(default_factory=dict)  # the scored thoughts' tokens, by writer
 
     @property
     def thought_tokens(self) -> float:
@@ -112,7 +117,9 @@ def step_timings(nodes: Sequence[ThoughtNode], steps: Sequence[StepRecord]) -> l
                                            sum(n.seconds for n in written))
         timing.thoughts = sum(1 for n in step_nodes if n.fate != "regenerated")
         for model in ("small", "large"):
-            timing.scored[model] = sum(1 for n in step_nodes if n.score is not None and n.source == model)
+            scored = [n for n in step_nodes if n.score is not None and n.source == model]
+            timing.scored[model] = len(scored)
+            timing.scored_tokens[model] = sum(n.n_tokens for n in scored)
         timing.score_seconds = record.phase_seconds.get("score", 0.0)
         timing.overhead_seconds = record.phase_seconds.get("select", 0.0)
         timing.accepted, timing.rejected = len(record.accepted), len(record.rejected)
@@ -239,7 +246,7 @@ class CostModel:
         # Prompt tokens a rewrite reads per rejected draft (the drafts it continues from were the small model's).
         rewrites = [t.calls["large"] for t in self.timings if "large" in t.calls and "small" in t.calls]
         self.rewrite_prefill = sum(c.prefill for c in rewrites) / max(1, sum(c.batch for c in rewrites))
-        self.score_per_thought = _score_costs(self.timings)
+        self.score_per_draft, self.score_per_large_token = _score_costs(self.timings)
         # An ar step's thoughts are taken as long as this search's thoughts, whoever wrote them.
         thoughts = self.small.thoughts + self.large.thoughts
         self.thought_tokens = (self.small.tokens + self.large.tokens) / thoughts if thoughts else 0.0
@@ -259,7 +266,7 @@ class CostModel:
         """A step of ar (thoughts of ``length`` tokens; default: the search's mean): no prefill
         (the large model wrote the path itself and holds it)."""
         length = self.thought_tokens if length is None else length
-        return (self.large.call_seconds(thoughts, length) + self.score_per_thought["large"] * thoughts
+        return (self.large.call_seconds(thoughts, length) + self.score_per_large_token * thoughts * length
                 + self.overhead)
 
     def draft_seconds(self, thoughts: int, length: float | None = None) -> float:
@@ -269,9 +276,10 @@ class CostModel:
 
     def specsearch_seconds(self, thoughts: int, acceptance: float | None = None, length: float | None = None) -> float:
         p = self.acceptance.mean if acceptance is None else acceptance
-        return (self.draft_seconds(thoughts, length) + self.score_per_thought["small"] * thoughts
+        length = self.thought_tokens if length is None else length
+        return (self.draft_seconds(thoughts, length) + self.score_per_draft * thoughts
                 + self.expected_rewrite_seconds(thoughts, p, length)
-                + self.score_per_thought["large"] * (1 - p) * thoughts + self.overhead)
+                + self.score_per_large_token * (1 - p) * thoughts * length + self.overhead)
 
     def expected_rewrite_seconds(self, thoughts: int, acceptance: float, length: float | None = None) -> float:
         """E[large call over K ~ Binomial(thoughts, 1 - acceptance) rejected drafts]: the call
@@ -293,18 +301,21 @@ class CostModel:
         return self.draft_seconds(thoughts, length) + self.overhead
 
 
-def _score_costs(timings: Sequence[StepTiming]) -> dict[str, float]:
-    """Seconds to score one thought, by writer: least squares of each step's scoring time on
-    its small- and large-written thoughts scored (a reward model on the small model reads its
-    own drafts from its cache, the large model's thoughts anew).  Pooled when that is not
-    identifiable or gives a negative cost."""
-    rows = [[t.scored.get("small", 0), t.scored.get("large", 0)] for t in timings]
+def _score_costs(timings: Sequence[StepTiming]) -> tuple[float, float]:
+    """Seconds to score one draft, and one token of a large-model thought: least squares of
+    each step's scoring time on its drafts scored and its large-model tokens scored (a reward
+    model on the small model reads its own drafts from its cache, the large model's thoughts
+    anew, token by token).  When that is not identifiable or gives a negative cost, every
+    thought is priced like a large one, per token (pooled)."""
+    rows = [[t.scored.get("small", 0), t.scored_tokens.get("large", 0)] for t in timings]
     coef = _least_squares(rows, [t.score_seconds for t in timings])
     if coef is not None and min(coef) >= 0:
-        return {"small": coef[0], "large": coef[1]}
-    scored = sum(sum(r) for r in rows)
-    pooled = sum(t.score_seconds for t in timings) / scored if scored else 0.0
-    return {"small": pooled, "large": pooled}
+        return coef[0], coef[1]
+    tokens = sum(sum(t.scored_tokens.values()) for t in timings)
+    per_token = sum(t.score_seconds for t in timings) / tokens if tokens else 0.0
+    drafts = sum(t.scored.get("small", 0) for t in timings)
+    per_draft = per_token * sum(t.scored_tokens.get("small", 0) for t in timings) / drafts if drafts else 0.0
+    return per_draft, per_token
 
 
 @dataclass(frozen=True)

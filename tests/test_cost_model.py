@@ -27,8 +27,11 @@ def timing(step, small=None, large=None, thoughts=4, scored=(0, 4), score=0.4, s
         calls["small"] = Call(*small)
     if large:
         calls["large"] = Call(*large)
+    # a scored thought is as long as its writer's thoughts in the step (10 tokens without a call)
+    lengths = {m: (c.tokens / c.batch if c.batch else 0) for m, c in calls.items()}
+    tokens = {m: round(n * lengths.get(m, 10)) for m, n in zip(("small", "large"), scored)}
     return StepTiming(step, "specsearch", calls, thoughts, dict(zip(("small", "large"), scored)), score, select,
-                      acc, rej)
+                      acc, rej, tokens)
 
 
 class TestAcceptance:
@@ -93,7 +96,7 @@ class TestPrediction:
     def model(self, decay=1.0):
         # step 1: large writes 4 thoughts (40 tokens in 4 s); step 2: small drafts 4 (40 tokens in 1 s),
         # 1 accepted, 3 rewritten by the large model (30 tokens in 3.5 s); scoring 0.05 s a draft,
-        # 0.1 s a large-model thought; select 0.1 s
+        # 0.01 s a token of a large-model thought; select 0.1 s
         return CostModel([
             timing(1, large=(4, 40, 4.0), scored=(0, 4), score=0.4),
             timing(2, small=(4, 40, 1.0), large=(3, 30, 3.5), scored=(4, 3), score=0.5, acc=1, rej=3),
@@ -102,7 +105,7 @@ class TestPrediction:
     def test_fitted_quantities(self):
         m = self.model()
         assert m.ready
-        assert m.score_per_thought == pytest.approx({"small": 0.05, "large": 0.1})
+        assert (m.score_per_draft, m.score_per_large_token) == pytest.approx((0.05, 0.01))
         assert m.thought_tokens == pytest.approx(110 / 11)
         assert m.overhead == pytest.approx(0.1)
         assert m.acceptance.mean == pytest.approx(2 / 6)
@@ -112,9 +115,10 @@ class TestPrediction:
     def test_step_formulas(self):
         m = self.model()
         n, p = 4, 2 / 6
-        ar = 10 * (0.2 + 0.05 * n) + 0.1 * n + 0.1
-        rewrite = 10 * (0.2 * (1 - p ** n) + 0.05 * (1 - p) * n)
-        ss = 40 / 40 * 1.0 + 0.05 * n + rewrite + 0.1 * (1 - p) * n + 0.1
+        length = 10  # tokens of a thought (110 in 11)
+        ar = length * (0.2 + 0.05 * n) + 0.01 * n * length + 0.1
+        rewrite = length * (0.2 * (1 - p ** n) + 0.05 * (1 - p) * n)
+        ss = 40 / 40 * 1.0 + 0.05 * n + rewrite + 0.01 * (1 - p) * n * length + 0.1
         pred = m.predict_step(n)
         assert pred.ar_seconds == pytest.approx(ar)
         assert pred.specsearch_seconds == pytest.approx(ss)
@@ -143,7 +147,16 @@ class TestPrediction:
     def test_scoring_cost_is_pooled_when_writers_cannot_be_told_apart(self):
         only_large = CostModel([timing(1, large=(4, 40, 4.0), scored=(0, 4), score=0.4),
                                 timing(2, large=(4, 40, 4.0), scored=(0, 4), score=0.8)])
-        assert only_large.score_per_thought == pytest.approx({"small": 0.15, "large": 0.15})
+        assert (only_large.score_per_draft, only_large.score_per_large_token) == pytest.approx((0.0, 1.2 / 80))
+        # drafts priced like large thoughts when the two cannot be told apart
+        mixed = CostModel([timing(1, small=(4, 20, 1.0), large=(2, 40, 1.0), scored=(4, 2), score=0.6),
+                           timing(2, small=(4, 20, 1.0), large=(2, 40, 1.0), scored=(4, 2), score=0.6)])
+        assert (mixed.score_per_draft, mixed.score_per_large_token) == pytest.approx((1.2 / 120 * 5, 1.2 / 120))
+
+    def test_scoring_a_large_thought_costs_by_its_length(self):
+        m = self.model()
+        assert m.ar_seconds(4, length=20) - m.ar_seconds(4, length=10) == pytest.approx(
+            m.large.call_seconds(4, 20) - m.large.call_seconds(4, 10) + 0.01 * 4 * 10)
 
     def test_not_ready_without_drafts(self):
         assert not CostModel([timing(1, large=(4, 40, 4.0))]).ready
@@ -166,6 +179,7 @@ class TestFromTree:
     def test_step_timings(self):
         t1, t2 = step_timings(*self.tree())
         assert t1.calls == {"large": Call(2, 24, 2.0)} and t1.thoughts == 2 and t1.scored == {"small": 0, "large": 2}
+        assert t1.scored_tokens == {"small": 0, "large": 24} and t2.scored_tokens == {"small": 20, "large": 9}
         assert t2.calls == {"small": Call(2, 20, 0.5), "large": Call(1, 9, 1.5)}
         assert (t2.thoughts, t2.scored, t2.accepted, t2.rejected) == (2, {"small": 2, "large": 1}, 1, 1)
         assert t2.thought_tokens == pytest.approx(29 / 3)
@@ -181,8 +195,11 @@ class TestFromTree:
         assert costs.predicted_ar_seconds == pytest.approx(outside + (2.0 + 0.2 + 0.01) + model.ar_seconds(2, 29 / 3))
         assert costs.ceiling_seconds == pytest.approx(outside + model.small.call_seconds(2, 12) + 0.01
                                                       + model.small.call_seconds(2, 29 / 3) + 0.01)
-        # scoring: 0.2 s for 2 large thoughts (step 1); 0.3 s for 2 drafts and 1 large thought (step 2)
-        assert model.score_per_thought == pytest.approx({"small": 0.1, "large": 0.1})
+        # scoring: 0.2 s for 2 large thoughts of 24 tokens (step 1); 0.3 s for 2 drafts and a large thought
+        # of 9 tokens (step 2)
+        per_token = 0.2 / 24
+        assert (model.score_per_draft, model.score_per_large_token) == pytest.approx(((0.3 - 9 * per_token) / 2,
+                                                                                      per_token))
 
     def test_recorded_calls_win_over_nodes(self):
         nodes, steps = self.tree()
