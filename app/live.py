@@ -46,7 +46,7 @@ class LiveSearch:
         if isinstance(e, ev.SearchStarted):
             self.question, self.method, self.config = e.question, e.method, dict(e.config)
         elif isinstance(e, ev.StepStarted):
-            self.steps.append(StepRecord(e.step, e.beta))
+            self.steps.append(StepRecord(e.step, e.beta, first_node=len(self.nodes)))
             if e.beta is not None:
                 self.betas.append(e.beta)
         elif isinstance(e, (ev.ThoughtDrafted, ev.ThoughtRegenerated)):

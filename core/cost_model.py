@@ -98,13 +98,16 @@ class StepTiming:
 
 def step_timings(nodes: Sequence[ThoughtNode], steps: Sequence[StepRecord]) -> list[StepTiming]:
     """Per-step timings of a search tree (live or saved), in step order: the calls the step
-    recorded, else (a record older than StepRecord.calls) its nodes' tokens and seconds."""
+    recorded, else (a record older than StepRecord.calls) its nodes' tokens and seconds.  A
+    step's nodes are those it made (StepRecord.first_node), else (an older record) those at its
+    depth."""
     by_depth: dict[int, list[ThoughtNode]] = {}
     for node in nodes:
         by_depth.setdefault(node.depth, []).append(node)
     out = []
-    for record in steps:
-        step_nodes = by_depth.get(record.step, [])
+    for i, record in enumerate(steps):
+        step_nodes = _nodes_of(record, steps[i + 1:], nodes) if record.first_node is not None \
+            else by_depth.get(record.step, [])
         timing = StepTiming(record.step, record.generator)
         for call in record.calls:
             one = Call(int(call["batch"]), int(call["tokens"]), float(call["seconds"]), int(call.get("prefill", 0)))
@@ -125,6 +128,12 @@ def step_timings(nodes: Sequence[ThoughtNode], steps: Sequence[StepRecord]) -> l
         timing.accepted, timing.rejected = len(record.accepted), len(record.rejected)
         out.append(timing)
     return out
+
+
+def _nodes_of(record: StepRecord, later: Sequence[StepRecord], nodes: Sequence[ThoughtNode]) -> list[ThoughtNode]:
+    """The nodes ``record``'s step made: ids from its first_node up to the next step's."""
+    end = next((r.first_node for r in later if r.first_node is not None), None)
+    return [n for n in nodes if n.id >= record.first_node and (end is None or n.id < end)]
 
 
 @dataclass(frozen=True)

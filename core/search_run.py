@@ -87,7 +87,7 @@ def expand_step(run: SearchRun, beams: list[Beam], depth: int, last_selected: li
     beams = beams_with_room(state, run.generator, beams, last_selected, finished)
     if not beams:
         return None
-    state.steps.append(StepRecord(depth, run.threshold.beta))
+    state.steps.append(StepRecord(depth, run.threshold.beta, first_node=len(state.nodes)))
     state.emit(StepStarted(depth, tuple(b.node_id for b in beams if b.node_id is not None), run.threshold.beta))
     try:
         cands = run.generator.expand(state, beams, depth)

@@ -99,6 +99,9 @@ class StepRecord:
     # each generate call of the step: model (small/large), batch, tokens, prefill (prompt tokens
     # not served from the KV cache), seconds -- what core.cost_model fits
     calls: list[dict[str, Any]] = field(default_factory=list)
+    # id of the first node the step made (its nodes run up to the next step's first): MCTS makes
+    # several steps at one depth, so depth alone does not say which step wrote a node
+    first_node: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -201,6 +201,21 @@ class TestFromTree:
         assert (model.score_per_draft, model.score_per_large_token) == pytest.approx(((0.3 - 9 * per_token) / 2,
                                                                                       per_token))
 
+    def test_steps_at_one_depth_split_its_nodes_by_first_node(self):
+        # MCTS: two expansions at depth 2 (nodes 2-3, then 4-5), each its own step
+        nodes = [node(0, 1, "large", "generated", 10, 1.0), node(1, 1, "large", "generated", 14, 1.0),
+                 node(2, 2, "large", "generated", 8, 0.5), node(3, 2, "large", "generated", 12, 0.5),
+                 node(4, 2, "large", "generated", 20, 0.7), node(5, 2, "large", "generated", 30, 0.7)]
+        steps = [StepRecord(1, None, first_node=0), StepRecord(2, None, first_node=2),
+                 StepRecord(2, None, first_node=4)]
+        t1, t2, t3 = step_timings(nodes, steps)
+        assert (t1.thoughts, t2.thoughts, t3.thoughts) == (2, 2, 2)
+        assert (t2.calls["large"], t3.calls["large"]) == (Call(2, 20, 1.0), Call(2, 50, 1.4))
+        assert (t2.scored_tokens["large"], t3.scored_tokens["large"]) == (20, 50)
+        # records without first_node (saved before it existed) fall back to the depth
+        old = [StepRecord(1, None), StepRecord(2, None), StepRecord(2, None)]
+        assert [t.thoughts for t in step_timings(nodes, old)] == [2, 4, 4]
+
     def test_recorded_calls_win_over_nodes(self):
         nodes, steps = self.tree()
         steps[1].calls = [{"model": "small", "batch": 2, "tokens": 20, "prefill": 30, "seconds": 0.6},

@@ -11,6 +11,7 @@ import pytest
 from specsearch.cli.main import main
 from specsearch.core import events as ev
 from specsearch.core.config import SearchConfig, search_options
+from specsearch.core.cost_model import step_timings
 from specsearch.core.events import CancelToken
 from specsearch.core.strategies import strategy_names
 from specsearch.core.tree import SearchResult
@@ -141,6 +142,17 @@ class TestMcts:
         second = [(n.parent_id, n.text, n.n_tokens) for n in mcts.nodes if n.depth == 2]
         assert len({p for p, _, _ in second}) == 2
         assert second == [(n.parent_id, n.text, n.n_tokens) for n in beam.nodes if n.depth == 2]
+
+    def test_each_expansion_is_a_step_with_its_own_nodes(self, solver):
+        result = solver.solve(QUESTION, config("mcts", method="small", mcts_iterations=3, max_depth=3))
+        depths = [s.step for s in result.steps]
+        assert len(depths) > len(set(depths))  # several expansions at one depth
+        timings = step_timings(result.nodes, result.steps)
+        # every node belongs to exactly one step, the one that made it
+        assert sum(t.thoughts for t in timings) == len(result.nodes)
+        for record, timing in zip(result.steps, timings):
+            assert timing.calls["small"].batch == timing.thoughts == result.config["children"]
+            assert all(n.depth == record.step for n in result.nodes[record.first_node:][:timing.thoughts])
 
     def test_records_round_trip_visits_and_values(self, solver):
         result = solver.solve(QUESTION, config("mcts", method="small"))
