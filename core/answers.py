@@ -58,6 +58,9 @@ _HASH_RE = re.compile(r"####[ \t]*([^\n]*)")
 # A GSM8K "#### X" answer must look like a number ("#### Step 2" is a heading).
 _HASH_NUMBER_RE = re.compile(r"^[-+\u2212]?\s*\\?\$?\s*[-+\u2212]?\d")
 _SENTENCE_END_RE = re.compile(r"\.(?:\s|$)")
+# What follows "answer is" must look like math (a digit, LaTeX, an operator) or be a choice
+# letter: "our answer is accurate." states no answer.
+_MATHY_RE = re.compile(r"[\d\\=+\-*/^(){}\[\]<>]|^[A-Za-z]$|^\([A-Za-z]\)$")
 # A plain number followed by words (units): "18 dollars", "3.5 hours per day".
 _NUMBER_THEN_WORDS_RE = re.compile(r"^(\\?\$?\s*[-+]?\d[\d,]*(?:\.\d+)?)\s+[A-Za-z]{2,}\b(?!\s*[=^*/+(])")
 
@@ -138,7 +141,7 @@ def _after_answer_is(text: str) -> str | None:
         unit = _NUMBER_THEN_WORDS_RE.match(cleaned)
         if unit is not None:  # "18 dollars", "$18 per day" -> "18"
             cleaned = _clean(unit.group(1))
-        if cleaned:
+        if cleaned and _MATHY_RE.search(cleaned):
             return cleaned
     return None
 

@@ -64,7 +64,10 @@ class TestExtraction:
 
     @pytest.mark.parametrize(
         "text",
-        ["", "no answer here", r"\boxed{}", r"\boxed{5", "#### Step 2: compute", "The answer is"],
+        ["", "no answer here", r"\boxed{}", r"\boxed{5", "#### Step 2: compute", "The answer is",
+         # words, not an answer (a first step of the real 1.5B ended a search with "accurate")
+         "Let's use Python code to ensure our answer is accurate.", "Check that the answer is correct.",
+         "The answer is below:"],
     )
     def test_none(self, text: str) -> None:
         assert extract_answer(text) is None
@@ -77,6 +80,14 @@ class TestExtraction:
 
     def test_last_answer_is(self) -> None:
         assert extract_answer("The answer is 4. No wait, the answer is 5.") == "5"
+
+    def test_a_later_wordy_answer_is_does_not_hide_an_answer(self) -> None:
+        assert extract_answer("The answer is 5. I am sure the answer is right.") == "5"
+
+    @pytest.mark.parametrize(("text", "expected"), [("The answer is B.", "B"), ("The answer is (C).", "(C)"),
+                                                    ("The answer is x.", "x")])
+    def test_choice_letters_are_answers(self, text: str, expected: str) -> None:
+        assert extract_answer(text) == expected
 
 
 class TestFinalAnswerPresent:
