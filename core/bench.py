@@ -31,10 +31,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 import logging
 import math
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
