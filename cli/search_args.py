@@ -12,9 +12,9 @@ from pathlib import Path
 from specsearch.core.api import Solver
 from specsearch.core.config import SearchConfig, implied_options, search_options
 from specsearch.core.errors import SpecSearchError
-from specsearch.core.prm import DEFAULT_PRM_KIND, PRM_KINDS, prm_kind_names
 from specsearch.core.offload import gpu_layers_asked
 from specsearch.core.options import argparse_options
+from specsearch.core.prm import DEFAULT_PRM_KIND, PRM_KINDS, prm_kind_names
 from specsearch.core.remote_client import DEFAULT_API_KEY_ENV, DEFAULT_TIMEOUT, ServedModel
 from specsearch.models.resolve import LoadOverrides, resolve_models
 
