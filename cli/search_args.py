@@ -36,6 +36,10 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--n-gpu-layers", type=int, default=None, metavar="N", help="GPU layers per model (default: the model's `specsearch models set` value, else all if a GPU backend exists)")
     g.add_argument("--n-ctx", type=int, default=None, metavar="N", help="context tokens per model (default: automatic)")
     g.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads (default: all cores)")
+    g.add_argument("--reproducible", action="store_true",
+                   help="numerics that do not depend on how sequences are batched together (f32 KV cache, no "
+                   "flash attention): slower, but a seeded search repeats itself and methods compared in `bench` "
+                   "walk the same path where they make the same choices")
 
 
 def add_served_args(g: argparse._ArgumentGroup) -> None:
@@ -104,4 +108,5 @@ def make_solver(args: argparse.Namespace) -> Solver:
             "no models given: pass --small/--large/--prm, or set defaults with `specsearch models set-default`"
         )
     return Solver(specs["small"], specs["large"], specs["prm"], prm_kind=args.prm_kind,
-                  prm_head=Path(args.head).expanduser() if args.head else None, arith_check=not args.no_arith_check)
+                  prm_head=Path(args.head).expanduser() if args.head else None, arith_check=not args.no_arith_check,
+                  batch_invariant=args.reproducible)

@@ -228,6 +228,20 @@ class TestHeadAndArithOptions:
         assert events[0]["config"]["prm"] == {"kind": "judge", "model": "draft.gguf", "head": None,
                                               "arith_check": False}
 
+    def test_reproducible_reaches_the_engines(self, capsys, tiny):
+        from specsearch.cli.main import build_parser
+        from specsearch.cli.search_args import make_solver
+
+        common = ["bench", "--small", str(tiny["draft"]), "--large", str(tiny["target"])]
+        plain = make_solver(build_parser().parse_args(common))
+        exact = make_solver(build_parser().parse_args(common + ["--reproducible"]))
+        try:
+            assert (plain.batch_invariant, exact.batch_invariant) == (False, True)
+            assert exact.engine("large").options.batch_invariant and not plain.engine("large").options.batch_invariant
+        finally:
+            plain.close()
+            exact.close()
+
     def test_head_file_is_used_and_named(self, capsys, tiny, tmp_path):
         head = write_head(tiny["draft"], tmp_path / "my-head.npz")
         events = solve_json(capsys, tiny, "--prm", str(tiny["draft"]), "--prm-kind", "head", "--head", str(head))
