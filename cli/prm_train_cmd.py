@@ -45,6 +45,9 @@ def register_train(commands: argparse._SubParsersAction) -> None:
                    "compute nothing)")
     p.add_argument("--l2", type=float, default=FitConfig.l2, help=f"L2 penalty (default {FitConfig.l2})")
     p.add_argument("--hidden", type=int, default=FitConfig.hidden, help="MLP hidden units")
+    p.add_argument("--epochs", type=int, default=FitConfig.epochs, help=f"most training epochs (default {FitConfig.epochs})")
+    p.add_argument("--patience", type=int, default=FitConfig.patience,
+                   help=f"stop after this many epochs without a better held-out AUROC (default {FitConfig.patience})")
     p.add_argument("--held-out", type=float, default=0.2, help="fraction of items held out (default 0.2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads (default: all cores)")
@@ -56,6 +59,8 @@ def register_train(commands: argparse._SubParsersAction) -> None:
 TRAIN_BOUNDS = {
     "l2": Bounds(0.0),
     "hidden": Bounds(1, 1 << 16, kind=int),
+    "epochs": Bounds(1, 1 << 20, kind=int),
+    "patience": Bounds(1, 1 << 20, kind=int),
     "seed": Bounds(0, 2**32 - 1, kind=int),  # numpy's seeds are unsigned
     "pca": Bounds(0, 1 << 16, kind=int),
 }
@@ -87,7 +92,8 @@ def run_train(args: argparse.Namespace) -> int:
     with engine, tqdm(total=len(items), desc="features", unit="item", file=sys.stderr, dynamic_ncols=True) as bar:
         extracted = reduced_feature_names(features, reduce) if reduce else features
         feats = extract_features(engine, items, extracted, on_progress=lambda done, total: bar.update(done - bar.n))
-        config = FitConfig(model=args.model, hidden=args.hidden, l2=args.l2, seed=args.seed)
+        config = FitConfig(model=args.model, hidden=args.hidden, l2=args.l2, seed=args.seed, epochs=args.epochs,
+                           patience=args.patience)
         meta = {"trained_on": [str(d) for d in args.data], "model": args.model, "l2": args.l2}
         if reduce is not None and len(feats.y) < args.pca:
             raise SpecSearchError(f"--pca {args.pca} is more than the {len(feats.y)} steps of the data")

@@ -75,6 +75,8 @@ class TestMainEndsEveryRunInOneLine:
         for extra, message in ((["--l2=nan"], "--l2 must be a number, not NaN"),
                                (["--hidden=0"], "--hidden must be in [1, 65536], not 0"),
                                (["--seed=-1"], "--seed must be in [0, 4294967295], not -1"),
+                               (["--epochs=0"], "--epochs must be in [1, 1048576], not 0"),
+                               (["--patience=-3"], "--patience must be in [1, 1048576], not -3"),
                                (["--threads=-2"], "n_threads must be in [1, 512], not -2")):
             code, _, err = run_cli(capsys, *base, *extra)
             assert (code, err) == (2, f"specsearch: error: {message}\n")

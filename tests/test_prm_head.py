@@ -288,10 +288,13 @@ class TestShippedHeads:
 
     def test_shipped_heads_load_and_read_no_length_or_counts(self):
         from specsearch.core.prm_head import SEARCH_SAFE_FEATURES, shipped_heads
+        from specsearch.core.prm_reduce import CONFOUND_FEATURES
 
         heads = shipped_heads()
         assert heads, "the offline pack's 0.5B head must ship as package data"
         for path in heads:
             head = Head.load(path)
-            assert set(head.features) <= set(SEARCH_SAFE_FEATURES)
+            assert set(head.features) <= {"hidden", *SEARCH_SAFE_FEATURES}
+            if "hidden" in head.features:  # the hidden state knows length and counts: they must be erased
+                assert head.meta["reduction"]["erased"] == list(CONFOUND_FEATURES)
             assert len(head.backbone_sha256) == 64 and head.meta.get("trained_on")
