@@ -56,13 +56,15 @@ def node_symbols(node: ThoughtNode) -> str:
 
 
 def score_beta(node: ThoughtNode) -> str:
-    """'0.82 ≥β0.61', '0.31 <β0.61', '0.40' or '?' (not scored yet)."""
+    """'0.82 ≥β0.61', '0.31 <β0.61', '0.40' or '?' (not scored yet).  A score and β
+    that round alike get more digits ('0.996 <β0.997'), up to 4: a judge whose
+    scores crowd near 1 would otherwise show '1.00 <β1.00'."""
     if node.score is None:
         return "?"
-    score = f"{node.score:.2f}"
     if node.fate in ("accepted", "rejected") and node.beta is not None:
-        return f"{score} {'≥' if node.fate == 'accepted' else '<'}β{node.beta:.2f}"
-    return score
+        digits = next((d for d in (2, 3) if f"{node.score:.{d}f}" != f"{node.beta:.{d}f}"), 4)
+        return f"{node.score:.{digits}f} {'≥' if node.fate == 'accepted' else '<'}β{node.beta:.{digits}f}"
+    return f"{node.score:.2f}"
 
 
 def visits_value(node: ThoughtNode) -> str:

@@ -14,6 +14,7 @@ from specsearch.app.settings import resolve_models
 from specsearch.app.widgets.chat_turn import ChatTurn
 from specsearch.app.widgets.question_input import QuestionInput
 from specsearch.app.widgets.search_panel import SearchPanel
+from specsearch.core.tree import ThoughtNode
 
 
 def assert_tree_matches(panel: SearchPanel, result) -> None:
@@ -235,3 +236,20 @@ class TestRewardModelShown:
             panel = app.screen.query_one(SearchPanel)
             await wait_until(pilot, lambda: panel.stats.rows)
             assert "reward model" not in panel.stats.rows
+
+
+class TestScoreBesideBeta:
+    """A draft's score is shown beside the β it was judged against, with enough digits to tell them apart."""
+
+    @staticmethod
+    def label(score: float, beta: float, fate: str) -> str:
+        return node_label(ThoughtNode(7, None, 2, "Step.", 3, "small", fate, score, score, beta))
+
+    def test_two_digits_when_they_differ_there(self):
+        assert "0.82 ≥β0.61 [small]" in self.label(0.82, 0.61, "accepted")
+        assert "0.31 <β0.61 [small]" in self.label(0.31, 0.61, "rejected")
+
+    def test_more_digits_when_they_round_alike(self):
+        assert "0.996 <β0.997 [small]" in self.label(0.9962, 0.9968, "rejected")
+        assert "0.9991 ≥β0.9986 [small]" in self.label(0.99912, 0.99861, "accepted")
+        assert "1.0000 <β1.0000 [small]" in self.label(0.999991, 0.999996, "rejected")  # at most 4
