@@ -160,6 +160,14 @@ def platt(z: np.ndarray, y: np.ndarray, iters: int = 200) -> tuple[float, float]
     return float(a), float(b)
 
 
+def fold_calibration(head: Head, val: FeatureSet) -> None:
+    """Platt-calibrate ``head`` on ``val`` and fold the calibration into its last
+    layer, so ``head.predict`` gives a calibrated P(step correct)."""
+    a, b = platt(head.logits(val.x)[:, 0], val.y.astype(np.float64))
+    w, bias = head.layers[-1]
+    head.layers[-1] = (w * a, bias * a + b)
+
+
 @dataclass
 class TrainReport:
     head: Head
@@ -229,10 +237,7 @@ def train_head(
         backbone_sha256=file_sha256(backbone.path), hidden_size=backbone.facts.n_embd, prompt_format=prompt_format,
         features=tuple(feature_names), layers=layers, mean=mean, scale=scale, output="sigmoid", meta=dict(meta or {}),
     )
-    z = head.logits(val.x)[:, 0]
-    a, b = platt(z, val.y.astype(np.float64))
-    w, bias = head.layers[-1]
-    head.layers[-1] = (w * a, bias * a + b)  # fold calibration into the last layer
+    fold_calibration(head, val)
     p = head.predict(val.x)
     per_item = [p[val.item == i].tolist() for i in va_items]
     labels = [items[i].label for i in va_items]

@@ -23,10 +23,10 @@ import numpy as np
 
 from specsearch.core.config import SearchConfig
 from specsearch.core.engine import Engine, LoadOptions
-from specsearch.core.prm_head import FEATURES, SEARCH_SAFE_FEATURES
+from specsearch.core.prm_head import FEATURES, SEARCH_SAFE_FEATURES, Head
 from specsearch.core.prm_metrics import best_threshold, processbench_f1, step_auroc
 from specsearch.core.prm_train import (FeatureSet, FitConfig, ReduceConfig, _fit_reduced, extract_features,
-                                       fit_head, platt, split_items)
+                                       fit_head, fold_calibration, reduced_feature_names, split_items)
 from specsearch.core.processbench import load_process_set
 
 
@@ -74,31 +74,24 @@ def _subset(fs: FeatureSet, mask: np.ndarray) -> FeatureSet:
 
 def evaluate(train: Table, ev: Table, label: str, names: list[str], model: str = "logistic", pca: int = 0,
              erase: bool = True) -> None:
-    confounds = ["log_tokens", "log_digit_tokens"] if pca and erase else []
-    tr_all, ev_all = train.features(names + confounds), ev.features(names + confounds)
+    reduce = ReduceConfig(pca, erase=erase) if pca else None
+    extracted = reduced_feature_names(names, reduce) if reduce else names
+    tr_all, ev_all = train.features(extracted), ev.features(extracted)
     tr_items, va_items = split_items(len(train.labels), 0.2, 0)
     fit_part = _subset(tr_all, np.isin(tr_all.item, tr_items))
     val_part = _subset(tr_all, np.isin(tr_all.item, va_items))
     config = FitConfig(model=model, l2=1e-2, hidden=16, epochs=600, patience=60)
-    if pca:
+    if reduce:
         n_other = len(names) - 1  # names start with "hidden"
-        layers, mean, scale = _fit_reduced(fit_part, val_part, config, ReduceConfig(pca, erase=erase),
-                                           train.hidden_size, n_other)
+        layers, mean, scale = _fit_reduced(fit_part, val_part, config, reduce, train.hidden_size, n_other)
         ev_x = ev_all.x[:, : train.hidden_size + n_other]
     else:
         layers, mean, scale = fit_head(fit_part, val_part, config)
         ev_x = ev_all.x
 
-    def logits(x: np.ndarray) -> np.ndarray:
-        z = (x - mean) / scale
-        for i, (w, b) in enumerate(layers):
-            z = z @ w + b
-            z = np.maximum(z, 0) if i < len(layers) - 1 else z
-        return z[:, 0]
-
-    a, b = platt(logits(val_part.x), val_part.y.astype(np.float64))
-    p_val = 1 / (1 + np.exp(-(a * logits(val_part.x) + b)))
-    p_ev = 1 / (1 + np.exp(-(a * logits(ev_x) + b)))
+    head = Head("", train.hidden_size, layers=layers, mean=mean, scale=scale)
+    fold_calibration(head, val_part)
+    p_val, p_ev = head.predict(val_part.x), head.predict(ev_x)
     val_scores = [p_val[val_part.item == i].tolist() for i in va_items]
     val_threshold = best_threshold(val_scores, [train.labels[i] for i in va_items]).threshold
     scores = ev.per_item(p_ev)
