@@ -134,10 +134,12 @@ def write_curve(summaries: Mapping[str, Any], path: Path) -> Path | None:
             name = f"{method}, {field}"
             ax_acc.plot(xs, accs, marker="o", label=name)
             ax_speed.plot(xs, speeds, marker="o", label=name)
-            for (value, _), x, a, sp in zip(points, xs, accs, speeds):
-                ax_acc.annotate(_format_value(value), (x, a), textcoords="offset points", xytext=(5, 5),
+            for i, ((value, _), x, a, sp) in enumerate(zip(points, xs, accs, speeds)):
+                # neighbouring values often land close together: labels alternate above and below
+                offset = (5, 5) if i % 2 == 0 else (5, -12)
+                ax_acc.annotate(_format_value(value), (x, a), textcoords="offset points", xytext=offset,
                                 fontsize="small")
-                ax_speed.annotate(_format_value(value), (x, sp), textcoords="offset points", xytext=(5, 5),
+                ax_speed.annotate(_format_value(value), (x, sp), textcoords="offset points", xytext=offset,
                                   fontsize="small")
         ax_acc.set(xlabel="thought acceptance (%)", ylabel="accuracy (%)", title="Accuracy vs acceptance",
                    ylim=(-5, 105))
