@@ -33,6 +33,9 @@ class FeatureSet:
     item: np.ndarray  # index of the item each row comes from
     step: np.ndarray  # step index within its item
 
+    def rows(self, mask: np.ndarray) -> "FeatureSet":
+        return FeatureSet(self.x[mask], self.y[mask], self.item[mask], self.step[mask])
+
 
 def extract_features(
     engine: Engine, items: Sequence[ProcessItem], features: Sequence[str], prompt_format: str = "drafter-chat",
@@ -60,6 +63,18 @@ def split_items(n_items: int, held_out: float, seed: int) -> tuple[np.ndarray, n
     random.Random(seed).shuffle(order)
     k = max(1, int(round(n_items * held_out)))
     return np.array(sorted(order[k:])), np.array(sorted(order[:k]))
+
+
+def split_features(features: FeatureSet, n_items: int, held_out: float, seed: int
+                   ) -> tuple[FeatureSet, FeatureSet, np.ndarray]:
+    """Training rows, held-out rows and the held-out item indices (an item's steps stay on one side)."""
+    tr_items, va_items = split_items(n_items, held_out, seed)
+    return features.rows(np.isin(features.item, tr_items)), features.rows(np.isin(features.item, va_items)), va_items
+
+
+def scores_by_item(scores: np.ndarray, item: np.ndarray, items: Sequence[int]) -> list[list[float]]:
+    """Per-row ``scores`` grouped into one list per item of ``items`` (rows of ``item``), as the metrics take them."""
+    return [scores[item == i].tolist() for i in items]
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -221,10 +236,7 @@ def train_head(
 
     With ``reduce``, ``features`` were extracted for :func:`reduced_feature_names`
     and the head reads ("hidden", the other features)."""
-    tr_items, va_items = split_items(len(items), held_out, config.seed)
-    tr, va = np.isin(features.item, tr_items), np.isin(features.item, va_items)
-    train = FeatureSet(features.x[tr], features.y[tr], features.item[tr], features.step[tr])
-    val = FeatureSet(features.x[va], features.y[va], features.item[va], features.step[va])
+    train, val, va_items = split_features(features, len(items), held_out, config.seed)
     if reduce is None:
         layers, mean, scale = fit_head(train, val, config)
     else:
@@ -238,8 +250,7 @@ def train_head(
         features=tuple(feature_names), layers=layers, mean=mean, scale=scale, output="sigmoid", meta=dict(meta or {}),
     )
     fold_calibration(head, val)
-    p = head.predict(val.x)
-    per_item = [p[val.item == i].tolist() for i in va_items]
+    per_item = scores_by_item(head.predict(val.x), val.item, va_items)
     labels = [items[i].label for i in va_items]
     f1 = best_threshold(per_item, labels)
-    return TrainReport(head, int(tr.sum()), int(va.sum()), step_auroc(per_item, labels), f1.f1, f1.threshold)
+    return TrainReport(head, len(train.y), len(val.y), step_auroc(per_item, labels), f1.f1, f1.threshold)

@@ -26,7 +26,8 @@ from specsearch.core.engine import Engine, LoadOptions
 from specsearch.core.prm_head import FEATURES, SEARCH_SAFE_FEATURES, Head
 from specsearch.core.prm_metrics import best_threshold, processbench_f1, step_auroc
 from specsearch.core.prm_train import (FeatureSet, FitConfig, ReduceConfig, _fit_reduced, extract_features,
-                                       fit_head, fold_calibration, reduced_feature_names, split_items)
+                                       fit_head, fold_calibration, reduced_feature_names, scores_by_item,
+                                       split_features)
 from specsearch.core.processbench import load_process_set
 
 
@@ -65,11 +66,7 @@ class Table:
         return FeatureSet(self.x[:, idx].astype(np.float64), self.y, self.item, self.step)
 
     def per_item(self, scores: np.ndarray) -> list[list[float]]:
-        return [scores[self.item == i].tolist() for i in range(len(self.labels))]
-
-
-def _subset(fs: FeatureSet, mask: np.ndarray) -> FeatureSet:
-    return FeatureSet(fs.x[mask], fs.y[mask], fs.item[mask], fs.step[mask])
+        return scores_by_item(scores, self.item, range(len(self.labels)))
 
 
 def evaluate(train: Table, ev: Table, label: str, names: list[str], model: str = "logistic", pca: int = 0,
@@ -77,9 +74,7 @@ def evaluate(train: Table, ev: Table, label: str, names: list[str], model: str =
     reduce = ReduceConfig(pca, erase=erase) if pca else None
     extracted = reduced_feature_names(names, reduce) if reduce else names
     tr_all, ev_all = train.features(extracted), ev.features(extracted)
-    tr_items, va_items = split_items(len(train.labels), 0.2, 0)
-    fit_part = _subset(tr_all, np.isin(tr_all.item, tr_items))
-    val_part = _subset(tr_all, np.isin(tr_all.item, va_items))
+    fit_part, val_part, va_items = split_features(tr_all, len(train.labels), 0.2, 0)
     config = FitConfig(model=model, l2=1e-2, hidden=16, epochs=600, patience=60)
     if reduce:
         n_other = len(names) - 1  # names start with "hidden"
@@ -92,7 +87,7 @@ def evaluate(train: Table, ev: Table, label: str, names: list[str], model: str =
     head = Head("", train.hidden_size, layers=layers, mean=mean, scale=scale)
     fold_calibration(head, val_part)
     p_val, p_ev = head.predict(val_part.x), head.predict(ev_x)
-    val_scores = [p_val[val_part.item == i].tolist() for i in va_items]
+    val_scores = scores_by_item(p_val, val_part.item, va_items)
     val_threshold = best_threshold(val_scores, [train.labels[i] for i in va_items]).threshold
     scores = ev.per_item(p_ev)
     folds = []
