@@ -73,10 +73,9 @@ class SearchConfig:
     """q for threshold_stat = quantile."""
     fixed_beta: float = 0.5
     """The constant threshold β when threshold_mode = fixed (given without threshold_mode, it sets fixed)."""
-    threshold_margin: float = 0.003
+    threshold_margin: float = 0.0
     """Added to β before drafts are compared with it: a quality guard that
-    trades acceptance (speed) for fewer accepted mistakes when the judge is weak.
-    0.003 suits the shipped head's narrow score band (README: the margin curve)."""
+    trades acceptance (speed) for fewer accepted mistakes when the judge is weak."""
     system_prompt: str = (
         "Please reason step by step, separating steps with a blank line, "
         "and put your final answer within \\boxed{}."
