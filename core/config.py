@@ -57,6 +57,10 @@ class SearchConfig:
     """Sampling seed: the same seed gives the same search."""
     delimiter: str = "\n\n"
     """Thought delimiter: a thought ends where the model writes it."""
+    join_lead_ins: int = 2
+    """Most times one thought is continued past a delimiter because what it wrote so far only
+    leads in to the next paragraph (ends with ':', a lone heading, a display-math block left
+    open), within max_step_tokens; 0 = every delimiter ends a thought."""
     aggregation: Literal["last", "min", "prod"] = "last"
     """How step scores combine into a path score for beam selection."""
     answer_selection: Literal["best", "weighted_vote"] = "best"
@@ -113,6 +117,7 @@ SEARCH_BOUNDS = {
     "n_solutions": _AT_LEAST_ONE,
     "dvts_subtrees": _AT_LEAST_ONE,
     "token_budget": Bounds(0, kind=int),
+    "join_lead_ins": Bounds(0, kind=int),
     **SAMPLING_BOUNDS,
     "seed": Bounds(kind=int),
     "theta": Bounds(0.0, 1.0),

@@ -20,16 +20,17 @@ every method.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Protocol
 
 from .engine import Engine, GenerateOutput
-from .generation import TokenGenerator
+from .generation import GenerateStats, Generation, TokenGenerator
 from .prm_window import fit_path
 from .events import ThoughtAccepted, ThoughtDrafted, ThoughtRegenerated, ThoughtRejected, ThoughtScored
 from .sampling import SamplingParams
 from .search_state import Beam, Candidate, SearchState
 from .speculative import SpeculativeDecoder
+from .text import leads_in
 
 if TYPE_CHECKING:  # types only: core.config imports this module (through core.methods), and these import it
     from .prm import RewardModel
@@ -89,16 +90,45 @@ def search_sampling(state: SearchState) -> SamplingParams:
 def _run(state: SearchState, writer: TokenGenerator, jobs: list[tuple[Beam, int]], depth: int,
          logprobs: bool = False) -> GenerateOutput:
     """Generate one thought per (beam, child index) job, all in one batch (``logprobs``:
-    keep each token's log-prob, for a reward model that reads the drafter's)."""
-    return writer.generate(
-        [b.tokens for b, _ in jobs], 1,
-        max_tokens=state.step_tokens,
-        sampling=search_sampling(state),
-        seeds=[state.seed(depth, child_index) for _, child_index in jobs],
-        stop=[state.config.delimiter],
-        logprobs=logprobs,
-        should_stop=lambda: state.cancelled,
-    )
+    keep each token's log-prob, for a reward model that reads the drafter's).  A thought
+    that only leads in to its next paragraph ("… these steps:", a lone heading) is continued
+    past the delimiter, up to ``join_lead_ins`` times and within the step's token budget:
+    a heading is not a reasoning step, and would spend the search's depth on nothing."""
+    prompts = [b.tokens for b, _ in jobs]
+    seeds = [state.seed(depth, child_index) for _, child_index in jobs]
+    out = _generate(state, writer, prompts, seeds, state.step_tokens, logprobs)
+    for round_ in range(1, state.config.join_lead_ins + 1):
+        gens = out.generations
+        todo = [i for i, g in enumerate(gens) if g.finish_reason == "stop" and leads_in(g.text)
+                and state.step_tokens - len(g.tokens) >= _MIN_CONTINUATION]
+        if not todo or state.cancelled:
+            break
+        more = _generate(state, writer, [prompts[i] + gens[i].tokens for i in todo],
+                         [(seeds[i] + round_ * _SEED_STRIDE) & 0x7FFFFFFF for i in todo],
+                         min(state.step_tokens - len(gens[i].tokens) for i in todo), logprobs)
+        for i, tail in zip(todo, more.generations):
+            head = gens[i]
+            gens[i] = Generation(head.text + state.config.delimiter + tail.text, head.tokens + tail.tokens,
+                                 head.logprobs + tail.logprobs, tail.finish_reason, head.prompt_index)
+        out.stats = _summed(out.stats, more.stats)
+    return out
+
+
+_MIN_CONTINUATION = 16
+"""Fewest tokens of budget left for which a lead-in is continued."""
+_SEED_STRIDE = 0x9E3779B1
+"""Offsets a continuation's seed from its thought's, so it does not redraw the same numbers."""
+
+
+def _generate(state: SearchState, writer: TokenGenerator, prompts: list[list[int]], seeds: list[int],
+              max_tokens: int, logprobs: bool) -> GenerateOutput:
+    return writer.generate(prompts, 1, max_tokens=max_tokens, sampling=search_sampling(state), seeds=seeds,
+                           stop=[state.config.delimiter], logprobs=logprobs, should_stop=lambda: state.cancelled)
+
+
+def _summed(a: GenerateStats, b: GenerateStats) -> GenerateStats:
+    """Two calls' statistics as one call's."""
+    return GenerateStats(**{f.name: getattr(a, f.name) + getattr(b, f.name) for f in fields(GenerateStats)})
 
 
 def _candidates(state: SearchState, jobs, out: GenerateOutput, depth: int, source: str, fate: str,

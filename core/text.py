@@ -1,8 +1,10 @@
 """Small text helpers shared by the core, the CLI and the TUI: text on one line (prompts,
-display) and the brace groups of LaTeX (the arithmetic check and the TUI's math rendering)."""
+display), the brace groups of LaTeX (the arithmetic check and the TUI's math rendering) and
+whether a thought only leads in to the next (the search joins them)."""
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 # Control and format characters (NUL, escape, zero-width joiners, …) would break a line on a
@@ -36,3 +38,18 @@ def brace_group(text: str, start: int) -> tuple[str, int] | None:
             if depth == 0:
                 return text[start + 1 : i], i + 1
     return None
+
+
+# A line that is only a heading: "## Step 2", "**Step 1: Count the eggs.**", "__Plan__".
+_HEADING_LINE = re.compile(r"(#{1,6}\s.*|\*\*[^*\n]+\*\*:?|__[^_\n]+__:?)")
+
+
+def leads_in(thought: str) -> bool:
+    """Whether a thought only leads in to what follows — it ends with ':', is a lone heading, or
+    leaves a display-math block or a code block open — so the paragraph after it belongs to the same step."""
+    text = thought.strip()
+    if not text or "\\boxed" in text:
+        return False
+    if text.endswith(":") or _HEADING_LINE.fullmatch(text):
+        return True
+    return text.count("\\[") > text.count("\\]") or text.count("$$") % 2 == 1 or text.count("```") % 2 == 1

@@ -201,6 +201,7 @@ SEARCH_EDGES = {
     "n_solutions": ([1], [0, -1]),
     "dvts_subtrees": ([1], [0, 2.5]),
     "token_budget": ([0, 10**9], [-1, 1.5, NAN]),
+    "join_lead_ins": ([0, 2, 10], [-1, 1.5, NAN]),
     "temperature": ([0.0, 0, 1e6], [-1e-9, NAN, INF, "0.7"]),
     "top_k": ([0, 10**9], [-1, 1.5, NAN]),
     "top_p": ([0.0, 1.0], [-0.01, 1.01, NAN, INF]),
