@@ -59,8 +59,8 @@ class SearchConfig:
     """Thought delimiter: a thought ends where the model writes it."""
     join_lead_ins: int = 2
     """Most times one thought is continued past a delimiter because what it wrote so far only
-    leads in to the next paragraph (ends with ':', a lone heading, a display-math block left
-    open), within max_step_tokens; 0 = every delimiter ends a thought."""
+    leads in to the next paragraph (ends with ':', a lone heading, a display-math or code block
+    left open), within max_step_tokens; 0 = every delimiter ends a thought."""
     aggregation: Literal["last", "min", "prod"] = "last"
     """How step scores combine into a path score for beam selection."""
     answer_selection: Literal["best", "weighted_vote"] = "best"
