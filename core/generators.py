@@ -181,9 +181,10 @@ def _reads_search_tokens(prm: RewardModel, writer: Engine | None, state: SearchS
     return longest < prm.backbone.n_ctx
 
 
-def _reads_drafter_logprobs(prm: RewardModel | None, drafter: Engine) -> bool:
-    """Whether the reward model is a head on ``drafter`` that uses its log-probs."""
-    return getattr(prm, "backbone", None) is drafter and bool(getattr(prm, "wants_logprobs", False))
+def _reads_logprobs_of(prm: RewardModel | None, writer: Engine | None) -> bool:
+    """Whether the reward model is a head on ``writer`` that uses its log-probs (then the
+    writer hands over those it computed while writing, and scoring needs no second pass)."""
+    return writer is not None and getattr(prm, "backbone", None) is writer and bool(getattr(prm, "wants_logprobs", False))
 
 
 def _all_jobs(state: SearchState, beams: list[Beam]) -> list[tuple[Beam, int]]:
@@ -210,7 +211,7 @@ class _WholeStep:
         jobs = _all_jobs(state, beams)
         state.step.generator = self.name
         with state.phase("generate"):
-            out = _run(state, self.runner(), jobs, depth, logprobs=_reads_drafter_logprobs(self.models.prm, self.writer()))
+            out = _run(state, self.runner(), jobs, depth, logprobs=_reads_logprobs_of(self.models.prm, self.writer()))
         state.count_generation(self.source, out)
         cands = _candidates(state, jobs, out, depth, self.source, "generated")
         for c in cands:
@@ -261,7 +262,8 @@ class SpecSearch:
         state.step.generator = self.name
         if self.threshold.beta is None:  # first step: the large model sets beta
             with state.phase("regenerate"):
-                out = _run(state, _large_writer(self.models), jobs, depth)
+                out = _run(state, _large_writer(self.models), jobs, depth,
+                           logprobs=_reads_logprobs_of(self.models.prm, self.models.large))
             state.count_generation("large", out)
             cands = _candidates(state, jobs, out, depth, "large", "generated")
             for c in cands:
@@ -272,7 +274,7 @@ class SpecSearch:
 
         beta = self.threshold.bar
         with state.phase("draft"):
-            out = _run(state, self.models.small, jobs, depth, logprobs=_reads_drafter_logprobs(
+            out = _run(state, self.models.small, jobs, depth, logprobs=_reads_logprobs_of(
                 self.models.prm, self.models.small))
         state.count_generation("small", out)
         drafts = _candidates(state, jobs, out, depth, "small", "pending")
@@ -303,7 +305,8 @@ class SpecSearch:
         regenerated: list[Candidate] = []
         if rejected_jobs and not state.cancelled:
             with state.phase("regenerate"):
-                out = _run(state, _large_writer(self.models), rejected_jobs, depth)
+                out = _run(state, _large_writer(self.models), rejected_jobs, depth,
+                           logprobs=_reads_logprobs_of(self.models.prm, self.models.large))
             state.count_generation("large", out)
             regenerated = _candidates(state, rejected_jobs, out, depth, "large", "regenerated", rejected_ids)
             for c, old in zip(regenerated, rejected_ids):

@@ -298,3 +298,44 @@ class TestShippedHeads:
             if "hidden" in head.features:  # the hidden state knows length and counts: they must be erased
                 assert head.meta["reduction"]["erased"] == list(CONFOUND_FEATURES)
             assert len(head.backbone_sha256) == 64 and head.meta.get("trained_on")
+
+
+class TestAHeadOnTheLargeModel:
+    """A head whose backbone is the large model reads the log-probs the large model (through the
+    speculative decoder) computed while writing, as a drafter's head reads the drafter's."""
+
+    def _solve(self, tiny, tmp_path, hand_over: bool, monkeypatch):
+        from specsearch.core import generators
+        from specsearch.core.api import Solver
+        from specsearch.core.config import SearchConfig
+
+        if not hand_over:
+            monkeypatch.setattr(generators, "_reads_logprobs_of", lambda prm, writer: False)
+        given: list[bool] = []  # per scored thought: were its log-probs handed over?
+        original = HeadPRM.score_tokens
+
+        def recording(self, paths, starts, texts=(), logprobs=None):
+            given.extend(lp is not None for lp in (logprobs or [None] * len(paths)))
+            return original(self, paths, starts, texts, logprobs)
+
+        monkeypatch.setattr(HeadPRM, "score_tokens", recording)
+        with Engine(tiny["target"], LoadOptions(n_ctx=256)) as e:
+            random_head(e, ("logprob_mean", "logprob_min", "digit_logprob_min", "arith_flag")).save(tmp_path / "h.npz")
+        with Solver(small=tiny["draft"], large=tiny["target"], prm=tiny["target"], prm_kind="head",
+                    prm_head=tmp_path / "h.npz", batch_invariant=True) as solver:
+            config = SearchConfig(method="specsearch", threshold_mode="fixed", fixed_beta=float("inf"), max_depth=3,
+                                  children=2, beam_width=1, max_step_tokens=10, temperature=0.0)
+            return solver.solve(QUESTION, config), given
+
+    def test_regenerated_thoughts_score_as_a_fresh_pass_without_one(self, tiny, tmp_path, monkeypatch):
+        handed, given = self._solve(tiny, tmp_path / "a", True, monkeypatch)
+        monkeypatch.undo()
+        fresh, recomputed = self._solve(tiny, tmp_path / "b", False, monkeypatch)
+        scored = lambda r: [n for n in r.nodes if n.score is not None]
+        large = lambda r: [n for n in scored(r) if n.source == "large"]
+        assert len(large(handed)) >= 3
+        # drafts (the small model's) are read anew by the large model; its own thoughts are not
+        assert given == [n.source == "large" for n in scored(handed)]
+        assert not any(recomputed)
+        assert [n.text for n in large(handed)] == [n.text for n in large(fresh)]
+        np.testing.assert_allclose([n.score for n in large(handed)], [n.score for n in large(fresh)], atol=1e-4)
