@@ -110,6 +110,8 @@ def _run(state: SearchState, writer: TokenGenerator, jobs: list[tuple[Beam, int]
             head = gens[i]
             gens[i] = Generation(head.text + state.config.delimiter + tail.text, head.tokens + tail.tokens,
                                  head.logprobs + tail.logprobs, tail.finish_reason, head.prompt_index)
+        # One call per batch of thoughts, as the cost model counts them (its mean thought length
+        # is tokens / batch); the continuation's smaller batch is folded in.
         out.stats = _summed(out.stats, more.stats)
     return out
 
@@ -257,15 +259,19 @@ class SpecSearch:
         # Every child may be drafted, and every one rejected and rewritten.
         return min(_room(self.models.small, beams, children), _room(_large_writer(self.models), beams, children))
 
+    def _write_large(self, state: SearchState, jobs: list[tuple[Beam, int]], depth: int) -> GenerateOutput:
+        """The large model's thoughts for ``jobs`` (the first step's, or rejected drafts' replacements)."""
+        with state.phase("regenerate"):
+            out = _run(state, _large_writer(self.models), jobs, depth,
+                       logprobs=_reads_logprobs_of(self.models.prm, self.models.large))
+        state.count_generation("large", out)
+        return out
+
     def expand(self, state: SearchState, beams: list[Beam], depth: int) -> list[Candidate]:
         jobs = _all_jobs(state, beams)
         state.step.generator = self.name
         if self.threshold.beta is None:  # first step: the large model sets beta
-            with state.phase("regenerate"):
-                out = _run(state, _large_writer(self.models), jobs, depth,
-                           logprobs=_reads_logprobs_of(self.models.prm, self.models.large))
-            state.count_generation("large", out)
-            cands = _candidates(state, jobs, out, depth, "large", "generated")
+            cands = _candidates(state, jobs, self._write_large(state, jobs, depth), depth, "large", "generated")
             for c in cands:
                 state.emit(ThoughtDrafted(c.node))
             _score(state, self.models.prm, cands, self.models.large)
@@ -304,10 +310,7 @@ class SpecSearch:
 
         regenerated: list[Candidate] = []
         if rejected_jobs and not state.cancelled:
-            with state.phase("regenerate"):
-                out = _run(state, _large_writer(self.models), rejected_jobs, depth,
-                           logprobs=_reads_logprobs_of(self.models.prm, self.models.large))
-            state.count_generation("large", out)
+            out = self._write_large(state, rejected_jobs, depth)
             regenerated = _candidates(state, rejected_jobs, out, depth, "large", "regenerated", rejected_ids)
             for c, old in zip(regenerated, rejected_ids):
                 c.node.beta = beta
