@@ -29,6 +29,7 @@ from specsearch.models.resolve import LoadOverrides, resolve_models
 
 from .common import check_flags, check_head, print_json
 from .prm_convert_cmd import register_convert
+from .prm_distill_cmd import register_distill
 from .prm_train_cmd import register_train
 
 DEFAULT_CALIBRATION = "gsm8k"
@@ -45,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     commands.required = True
     register_eval(commands)
     register_train(commands)
+    register_distill(commands)
     register_convert(commands)
 
 
