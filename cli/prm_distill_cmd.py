@@ -31,7 +31,8 @@ def register_distill(commands: argparse._SubParsersAction) -> None:
         "then fits a head on the student backbone (the drafter) that predicts the teacher's score from the "
         "student's own hidden state and log-probs, by ridge regression on the teacher's logit. In a search the "
         "student scores the drafter's thoughts from what the drafter computed while writing them. Labels are not "
-        "needed (solutions the drafter wrote itself are the best data); where the items have them, the held-out "
+        "needed (solutions the drafter wrote itself are the best data: give unlabelled ones label -1; a labelled "
+        "item's steps after its first error are left out, as everywhere); where items are labelled, the held-out "
         "AUROC of student and teacher is printed.",
     )
     p.add_argument("--backbone", required=True, metavar="S.gguf", help="the student's model (the drafter)")
