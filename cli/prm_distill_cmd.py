@@ -18,6 +18,7 @@ from specsearch.core.prm_train import extract_features
 from specsearch.core.processbench import load_process_set
 
 from .common import check_flags, print_json
+from .prm_train_cmd import parse_features
 
 DEFAULT_FEATURES = ("hidden", *SEARCH_SAFE_FEATURES)
 DEFAULT_L2 = 2.0
@@ -58,10 +59,7 @@ DISTILL_BOUNDS = {"l2": Bounds(0.0), "seed": Bounds(0, 2**32 - 1, kind=int)}
 
 def run_distill(args: argparse.Namespace) -> int:
     check_flags(args, DISTILL_BOUNDS)
-    features = [f.strip() for f in args.features.split(",") if f.strip()]
-    unknown = [f for f in features if f not in FEATURES]
-    if unknown or not features:
-        raise SpecSearchError(f"unknown features {unknown}; choose from {', '.join(FEATURES)}")
+    features = parse_features(args.features)
     if not 0.0 <= args.held_out < 1.0:
         raise SpecSearchError("--held-out must be at least 0 and below 1")
     head = Head.load(args.teacher_head)

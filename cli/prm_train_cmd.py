@@ -66,13 +66,19 @@ TRAIN_BOUNDS = {
 }
 
 
-def run_train(args: argparse.Namespace) -> int:
-    check_flags(args, TRAIN_BOUNDS)
-    options = LoadOptions(n_threads=args.threads)
-    features = [f.strip() for f in args.features.split(",") if f.strip()]
+def parse_features(text: str) -> list[str]:
+    """A --features list, checked against the features a head can read."""
+    features = [f.strip() for f in text.split(",") if f.strip()]
     unknown = [f for f in features if f not in FEATURES]
     if unknown or not features:
         raise SpecSearchError(f"unknown features {unknown}; choose from {', '.join(FEATURES)}")
+    return features
+
+
+def run_train(args: argparse.Namespace) -> int:
+    check_flags(args, TRAIN_BOUNDS)
+    options = LoadOptions(n_threads=args.threads)
+    features = parse_features(args.features)
     reduce = None
     if args.pca:
         if "hidden" not in features:

@@ -25,7 +25,7 @@ from .prm_metrics import step_auroc
 from .prm_train import FeatureSet, extract_features, scores_by_item, split_items
 from .processbench import ProcessItem
 
-_CLIP = 1e-4  # teacher scores of exactly 0 or 1 (the arithmetic flag's 0.02 is fine) would have infinite logits
+_CLIP = 1e-4  # a teacher score of exactly 0 or 1 would have an infinite logit
 
 
 @dataclass
