@@ -1,15 +1,18 @@
 """Options and helpers shared by several subcommands: the load flags (and the warning for
 GPU layers a CPU-only build cannot offload), the checks of a command's own numbers
-(core.options.Bounds) and of --head, printing."""
+(core.options.Bounds) and of --head, printing, progress bars."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm  # already a dependency of huggingface-hub
 
 from specsearch.core.engine import LoadOptions
 from specsearch.core.errors import SpecSearchError
@@ -68,3 +71,11 @@ def human_count(n: int) -> str:
         if n >= size:
             return f"{n / size:.2f}{unit}"
     return str(n)
+
+
+@contextlib.contextmanager
+def item_progress(desc: str, total: int) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr over ``total`` items; yields the ``on_progress(done, total)``
+    callback the core's long loops take (core.prm_train.extract_features)."""
+    with tqdm(total=total, desc=desc, unit="item", file=sys.stderr, dynamic_ncols=True) as bar:
+        yield lambda done, _total: bar.update(done - bar.n)

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 
-from tqdm import tqdm
 
 from specsearch.core.engine import Engine, LoadOptions
 from specsearch.core.errors import SpecSearchError
 from specsearch.core.options import Bounds
 from specsearch.core.prm_distill import distill_head, teacher_scores
-from specsearch.core.prm_head import FEATURES, SEARCH_SAFE_FEATURES, Head, HeadPRM
+from specsearch.core.prm_head import FEATURES, SEARCH_SAFE_FEATURES, Head, check_head_fits
 from specsearch.core.prm_train import extract_features
 from specsearch.core.processbench import load_process_set
 
-from .common import check_flags, print_json
+from .common import check_flags, item_progress, print_json
 from .prm_train_cmd import parse_features
 
 DEFAULT_FEATURES = ("hidden", *SEARCH_SAFE_FEATURES)
@@ -68,13 +66,12 @@ def run_distill(args: argparse.Namespace) -> int:
         raise SpecSearchError("distilling needs at least 2 items (one is held out)")
     options = LoadOptions(n_threads=args.threads)
     with Engine(args.teacher, options) as teacher:
-        HeadPRM(teacher, head)  # a head made for another backbone is a one-line error here, before any work
-        with tqdm(total=len(items), desc="teacher", unit="item", file=sys.stderr, dynamic_ncols=True) as bar:
-            targets = teacher_scores(teacher, head, items, on_progress=lambda done, _: bar.update(done - bar.n))
+        check_head_fits(teacher, head)  # a head made for another backbone: a one-line error, before any work
+        with item_progress("teacher", len(items)) as on_progress:
+            targets = teacher_scores(teacher, head, items, on_progress=on_progress)
     with Engine(args.backbone, options) as student:
-        with tqdm(total=len(items), desc="student", unit="item", file=sys.stderr, dynamic_ncols=True) as bar:
-            rows = extract_features(student, items, features, meta=head.meta,
-                                    on_progress=lambda done, _: bar.update(done - bar.n))
+        with item_progress("student", len(items)) as on_progress:
+            rows = extract_features(student, items, features, meta=head.meta, on_progress=on_progress)
         meta = {**{k: v for k, v in head.meta.items() if k in ("system_prompt", "delimiter")},
                 "distilled_from": {"backbone": Path(args.teacher).name, "head": Path(args.teacher_head).name},
                 "trained_on": [str(d) for d in args.data], "l2": args.l2}

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from tqdm import tqdm
 
 from specsearch.core.engine import Engine, LoadOptions
 from specsearch.core.errors import SpecSearchError
@@ -15,7 +13,7 @@ from specsearch.core.prm_head import FEATURES, SEARCH_SAFE_FEATURES
 from specsearch.core.prm_train import FitConfig, ReduceConfig, extract_features, reduced_feature_names, train_head
 from specsearch.core.processbench import load_process_set
 
-from .common import check_flags, print_json
+from .common import check_flags, item_progress, print_json
 
 
 def register_train(commands: argparse._SubParsersAction) -> None:
@@ -95,9 +93,9 @@ def run_train(args: argparse.Namespace) -> int:
     if reduce is not None and args.pca > engine.facts.n_embd:
         engine.close()
         raise SpecSearchError(f"--pca {args.pca} is more than the backbone's hidden size ({engine.facts.n_embd})")
-    with engine, tqdm(total=len(items), desc="features", unit="item", file=sys.stderr, dynamic_ncols=True) as bar:
+    with engine, item_progress("features", len(items)) as on_progress:
         extracted = reduced_feature_names(features, reduce) if reduce else features
-        feats = extract_features(engine, items, extracted, on_progress=lambda done, total: bar.update(done - bar.n))
+        feats = extract_features(engine, items, extracted, on_progress=on_progress)
         config = FitConfig(model=args.model, hidden=args.hidden, l2=args.l2, seed=args.seed, epochs=args.epochs,
                            patience=args.patience)
         meta = {"trained_on": [str(d) for d in args.data], "model": args.model, "l2": args.l2}

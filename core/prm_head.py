@@ -366,18 +366,24 @@ def step_features(engine: Engine, head_features: Sequence[str], layouts: Sequenc
     return rows
 
 
+def check_head_fits(engine: Engine, head: Head, check_backbone: bool = True) -> None:
+    """A one-line HeadError unless ``head`` was made for ``engine``'s model: its hidden size,
+    and (``check_backbone``) the file's SHA-256."""
+    if engine.facts.n_embd != head.hidden_size:
+        raise HeadError(f"the head expects hidden size {head.hidden_size}, but {Path(engine.path).name} "
+                        f"has {engine.facts.n_embd}: it was trained on another backbone")
+    if check_backbone:
+        sha = file_sha256(engine.path)
+        if sha != head.backbone_sha256:
+            raise HeadError(f"the head was trained on backbone {head.backbone_sha256[:12]}…, not on "
+                            f"{Path(engine.path).name} ({sha[:12]}…); pass that model or another --head")
+
+
 class HeadPRM:
     """A learned head over a backbone engine, as a RewardModel."""
 
     def __init__(self, engine: Engine, head: Head, check_backbone: bool = True) -> None:
-        if engine.facts.n_embd != head.hidden_size:
-            raise HeadError(f"the head expects hidden size {head.hidden_size}, but {Path(engine.path).name} "
-                            f"has {engine.facts.n_embd}: it was trained on another backbone")
-        if check_backbone:
-            sha = file_sha256(engine.path)
-            if sha != head.backbone_sha256:
-                raise HeadError(f"the head was trained on backbone {head.backbone_sha256[:12]}…, not on "
-                                f"{Path(engine.path).name} ({sha[:12]}…); pass that model or another --head")
+        check_head_fits(engine, head, check_backbone)
         self.engine = engine
         self.head = head
         self._layout = PROMPT_FORMATS[head.prompt_format]
