@@ -14,6 +14,7 @@ import time
 from specsearch.models import Registry, assemble_offline_pack, partials, pull
 from specsearch.models import recommended as catalog_mod
 from specsearch.models.registry import ROLES
+from specsearch.models.requantize import QUANT_TYPES, requantize
 from specsearch.models.sizes import human_bytes
 
 from . import served_cmd
@@ -126,6 +127,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     c = s.add_parser("pack", help="assemble and register the offline pack (Qwen2.5-Coder 0.5B + 1.5B)")
     c.set_defaults(func=cmd_pack)
+
+    c = s.add_parser(
+        "requantize", help="rewrite a model in a type llama.cpp's CPU kernels are fast on (a faster drafter)",
+        description="On a CPU, llama.cpp runs Q4_0, Q4_K and IQ4_NL weights on fast repacked kernels and other "
+        "types on plain ones. The offline pack's 0.5B is mostly Q5_0: requantized to Q4_0 it drafts about 26 % "
+        "faster (perplexity on GSM8K solutions 2.97 instead of 2.77), and a learned head ships for the result. "
+        "The new file is registered beside the original (same role); --set-default makes it the default in "
+        "the roles the original has. Pointless with GPU offload, where the original type is as fast.",
+        epilog="example: specsearch models requantize qwen2.5-coder-0.5b-instruct-q4_k_m --set-default")
+    c.add_argument("model", help="installed model name (see `models list`) or a GGUF file")
+    c.add_argument("--type", default="q4_0", choices=QUANT_TYPES, help="target type (default: q4_0)")
+    c.add_argument("--name", help="name to register it under (default: the source's name with the new type)")
+    c.add_argument("--role", choices=ROLES, help="role to record (default: the source's)")
+    c.add_argument("--threads", type=int, default=0, help="quantizer threads (default: all cores)")
+    c.add_argument("--set-default", action="store_true",
+                   help="use it wherever the source is a default (small, and the PRM when the pack set it)")
+    c.set_defaults(func=cmd_requantize)
 
 
 def _registry() -> Registry:
@@ -258,4 +276,35 @@ def cmd_pack(args: argparse.Namespace) -> int:
     for e in entries:
         print(f"ready: {e.name} ({e.role}, {human_bytes(e.size_bytes)})")
     print("defaults: " + ", ".join(f"{r}={e.name if e else '-'}" for r, e in Registry.load().defaults().items()))
+    return 0
+
+
+def cmd_requantize(args: argparse.Namespace) -> int:
+    bar = ProgressBar(f"requantizing to {args.type}")
+    try:
+        r = requantize(args.model, args.type, name=args.name, role=args.role, n_threads=args.threads,
+                       on_progress=bar)
+    except KeyboardInterrupt:
+        print("\ninterrupted: nothing was written or registered", file=sys.stderr)
+        return 130
+    if not r.reused:
+        bar.finish()
+    e = r.entry
+    print(f"{'already made' if r.reused else 'registered'}: {e.name} ({e.quantization}, {human_bytes(e.size_bytes)}, "
+          f"sha256 {e.sha256[:16] if e.sha256 else '?'}…) at {e.path}")
+    print(f"layer weights on llama.cpp's fast CPU kernels: {r.repackable_before:.0%} before, "
+          f"{r.repackable_after:.0%} after")
+    if r.repackable_after <= r.repackable_before:
+        print("specsearch: warning: the new file is no faster on the CPU than the original", file=sys.stderr)
+    if r.head is not None:
+        print(f"a learned step judge ships for it ({r.head.name}): --prm-kind head/auto with --prm {e.name} uses it")
+    else:
+        print(f"no learned head ships for it: train one with `specsearch prm train --backbone {e.path} ...`")
+    if args.set_default:
+        reg = Registry.load()
+        roles = [role for role, d in reg.defaults().items() if d is not None and r.source is not None
+                 and d.name == r.source.name]
+        for role in sorted(roles, key=lambda name: name != "large"):
+            reg.set_default(role, e.name)
+        print("now the default " + (" and ".join(roles) if roles else "nothing: the source was no default"))
     return 0

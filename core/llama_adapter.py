@@ -269,6 +269,38 @@ def repack_overrides(tensor_types: dict[str, tuple[int, tuple[int, ...]]]) -> tu
     return table, patterns  # the patterns must outlive the load
 
 
+def repackable_share(tensor_types: dict[str, tuple[int, tuple[int, ...]]]) -> float:
+    """The fraction of a model's layer weights (by element count) in a type the CPU
+    repack covers: near 1, decoding runs on the fast interleaved kernels."""
+    total = fast = 0
+    for name, (qtype, dims) in tensor_types.items():
+        if not name.startswith("blk.") or len(dims) != 2:
+            continue
+        n = dims[0] * dims[1]
+        total += n
+        if qtype in _REPACK_TYPES and dims[1] % _REPACK_TYPES[qtype] == 0:
+            fast += n
+    return fast / total if total else 0.0
+
+
+# llama.cpp file types `quantize_model` writes, by the name users give them.
+QUANT_FTYPES = {"q4_0": L.LLAMA_FTYPE_MOSTLY_Q4_0, "iq4_nl": L.LLAMA_FTYPE_MOSTLY_IQ4_NL,
+                "q8_0": L.LLAMA_FTYPE_MOSTLY_Q8_0}
+
+
+def quantize_model(src: str, dst: str, ftype: int, n_threads: int = 0) -> None:
+    """llama.cpp's own quantizer: write ``src`` requantized to ``ftype`` at ``dst``
+    (already-quantized weights are dequantized first). Blocks until done."""
+    init_backend()
+    params = L.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.allow_requantize = True
+    params.nthread = n_threads
+    clear_log()
+    if L.llama_model_quantize(os.fsencode(src), os.fsencode(dst), ctypes.byref(params)) != 0:
+        raise ModelLoadError(f"llama.cpp could not requantize {src}: {recent_log() or 'no reason given'}")
+
+
 def load_model(path: str, n_gpu_layers: int, vocab_only: bool = False,
                tensor_types: dict[str, tuple[int, tuple[int, ...]]] | None = None) -> L.llama_model_p:
     init_backend()
