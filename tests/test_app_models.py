@@ -91,6 +91,22 @@ class TestPull:
             assert "Done: pulling" in str(screen.query_one("#transfer-status").render())
 
 
+class TestRequantize:
+    @async_test
+    async def test_q_makes_a_q4_0_copy_beside_the_original(self, app_models):
+        app = make_app(None, start_mode="models")
+        async with app.run_test(size=(140, 45)) as pilot:
+            await wait_until(pilot, lambda: app.current_mode == "models")
+            screen = app.screen
+            await import_model(pilot, screen, app_models["small"])
+            await highlight(pilot, screen, "draft")
+            await pilot.press("q")
+            await wait_until(pilot, lambda: screen.transfer is None and len(screen.local) == 2)
+            copy = next(e for e in Registry.load().entries() if e.name == "draft-q4_0")
+            assert copy.quantization == "Q4_0" and copy.source == "requantized:draft.gguf"
+            assert "Done: requantizing draft to Q4_0 → draft-q4_0" in str(screen.query_one("#transfer-status").render())
+
+
 class TestDeleteAndFailures:
     @async_test
     async def test_delete_needs_confirmation_and_removes_the_file(self, app_models):

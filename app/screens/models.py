@@ -1,6 +1,7 @@
 """Model manager: local models (the Registry) with where each one's layers run (backend,
 GPU layers: as loaded, else as planned), pull from the catalog, import a file,
-assemble the offline pack — each with a progress bar — delete, set defaults.
+assemble the offline pack, make a CPU-fast Q4_0 copy — each with a progress bar —
+delete, set defaults.
 Served models (models/served.py) are listed after the local ones, read-only: they
 are added with `specsearch models served add` and chosen by name (--large NAME).
 Every registry read and write runs in a worker; results come back as typed messages."""
@@ -24,6 +25,7 @@ from specsearch.core.gguf_info import read_gguf_info
 from specsearch.core.offload import Offload, planned_offload
 from specsearch.models import Registry, assemble_offline_pack, catalog, pull
 from specsearch.models.locations import models_dir
+from specsearch.models.requantize import requantize
 from specsearch.models.served import load_served
 from specsearch.models.sizes import human_bytes
 
@@ -63,6 +65,7 @@ class ModelsScreen(Screen):
         Binding("p", "pull", "Pull"),
         Binding("i", "import_file", "Import"),
         Binding("k", "pack", "Pack"),
+        Binding("q", "requantize", "CPU-fast copy"),
         Binding("escape", "cancel_transfer", "Stop download", show=False),
     ]
     DEFAULT_CSS = """
@@ -229,6 +232,17 @@ class ModelsScreen(Screen):
         if self._begin("assembling the offline pack"):
             self.transfer_worker(self.transfer, lambda progress, cancel: assemble_offline_pack(
                 on_progress=lambda _name, done, total: progress(done, total)))
+
+    def action_requantize(self) -> None:
+        """A Q4_0 copy of the highlighted model (`specsearch models requantize`): on a CPU,
+        llama.cpp's repacked kernels decode it faster; it is registered beside the original."""
+        entry = self._highlighted("#local-table", self.local)
+        if entry is None:
+            self.notify("Highlight a local model first.")
+            return
+        if self._begin(f"requantizing {entry.name} to Q4_0"):
+            self.transfer_worker(self.transfer, lambda progress, cancel: [
+                requantize(entry.name, "q4_0", on_progress=progress).entry])
 
     def action_import_file(self) -> None:
         box = self.query_one("#import-path", Input)
