@@ -94,7 +94,7 @@ class ModelsScreen(Screen):
         yield Header()
         yield Static("", id="models-banner")
         yield Label("Local models (s / l / r: default small / large / PRM · d: delete · i: import a .gguf · "
-                    "k: offline pack)", classes="section")
+                    "k: offline pack · q: a Q4_0 copy, faster on a CPU)", classes="section")
         yield DataTable(id="local-table", cursor_type="row", zebra_stripes=True)
         yield Label("Catalog (p: pull the highlighted model; Esc stops a download, pulling again resumes)",
                     classes="section")
