@@ -27,7 +27,7 @@ from specsearch.core.errors import SpecSearchError
 from specsearch.core.gguf_info import read_gguf_info
 from specsearch.core.prm_head import shipped_head_for
 
-from . import locations
+from . import locations, store
 from .registry import ModelEntry, Registry, require_free_space, sha256_file
 
 QUANT_TYPES = tuple(adapter.QUANT_FTYPES)
@@ -82,10 +82,12 @@ def requantize(source: str, qtype: str = "q4_0", name: str | None = None, role: 
     src_path, src_entry = _source(registry, source)
     info = read_gguf_info(src_path)  # a clear error for missing, non-GGUF or truncated files
     name = name or derived_name(src_entry.name if src_entry else src_path.stem, qtype)
+    source_tag = f"requantized:{src_path.name}"
     target = locations.models_dir() / f"{name}.gguf"
-    name = registry.name_for(target, name, f"requantized:{src_path.name}")  # refuse a taken name up front
+    name = registry.name_for(target, name, source_tag)  # refuse a taken name up front
     before = adapter.repackable_share(info.tensor_types)
-    done = next((e for e in registry.entries() if e.name == name and Path(e.path) == target.resolve()), None)
+    done = next((e for e in registry.entries() if e.name == name and Path(e.path) == target.resolve()
+                 and e.source == source_tag), None)
     if done is not None and target.is_file() and target.stat().st_size == done.size_bytes:
         after = adapter.repackable_share(read_gguf_info(target).tensor_types)
         return RequantizeResult(done, src_entry, before, after, shipped_head_for(target), reused=True)
@@ -96,11 +98,12 @@ def requantize(source: str, qtype: str = "q4_0", name: str | None = None, role: 
         _run_quantizer(src_path, part, adapter.QUANT_FTYPES[qtype], n_threads, expected, on_progress)
         after = adapter.repackable_share(read_gguf_info(part).tensor_types)
         digest = sha256_file(part)
+        # never over another file that happens to have the name: that one keeps it
+        target = store.import_path(target.name, digest, lambda existing: sha256_file(existing) == digest)
         os.replace(part, target)
     finally:
         part.unlink(missing_ok=True)
-    entry = registry.register_file(target, role or (src_entry.role if src_entry else None), name,
-                                   f"requantized:{src_path.name}", digest)
+    entry = registry.register_file(target, role or (src_entry.role if src_entry else None), name, source_tag, digest)
     return RequantizeResult(entry, src_entry, before, after, shipped_head_for(target), reused=False)
 
 

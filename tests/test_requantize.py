@@ -89,6 +89,16 @@ class TestRequantize:
             requantize(str(tiny["target"]), "q4_0")
         assert not model_files()
 
+    def test_a_file_already_at_the_path_is_kept(self, tiny, tmp_path):
+        (tmp_path / "x").mkdir()
+        other = shutil.copy(tiny["draft"], tmp_path / "x" / "target-q4_0.gguf")
+        kept = Registry.load().import_file(other, name="keep")  # copied in as models/target-q4_0.gguf
+        before = Path(kept.path).read_bytes()
+        r = requantize(str(tiny["target"]), "q4_0")
+        assert r.entry.name == "target-q4_0" and Path(r.entry.path) != Path(kept.path)
+        assert Path(kept.path).read_bytes() == before
+        assert {e.name for e in Registry.load().entries()} == {"keep", "target-q4_0"}
+
     def test_not_enough_disk_stops_before_writing(self, tiny, monkeypatch):
         usage = namedtuple("usage", "total used free")
         monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
