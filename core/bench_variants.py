@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from specsearch.core.config import SearchConfig, search_options
+from specsearch.core.config import SearchConfig, implied_options, search_options
 from specsearch.core.plots import two_panel_png
 
 
@@ -41,7 +41,8 @@ class Variant:
         return {} if self.field is None else {self.field: self.value}
 
     def apply(self, config: SearchConfig) -> SearchConfig:
-        return dataclasses.replace(config, **self.overrides())
+        # implied: a fixed_beta asks for the fixed threshold, as --fixed-beta does
+        return dataclasses.replace(config, **implied_options(self.overrides()))
 
 
 def _kinds() -> dict[str, type]:

@@ -27,6 +27,10 @@ class TestParseVariant:
         assert v.apply(SearchConfig(method="specsearch")).threshold_margin == 0.01
         assert parse_variant("ar@children=3").value == 3
 
+    def test_a_fixed_beta_means_the_fixed_threshold_as_on_the_command_line(self):
+        config = parse_variant("specsearch@fixed_beta=0.976").apply(SearchConfig(method="specsearch"))
+        assert (config.threshold_mode, config.fixed_beta) == ("fixed", 0.976)
+
     @pytest.mark.parametrize("label, words", [
         ("specsearch@nonsense=1", "not a search option"),
         ("specsearch@method=ar", "not a search option"),
