@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 
+from specsearch.core.llama_adapter import supports_gpu_offload
 from specsearch.models import Registry, assemble_offline_pack, partials, pull
 from specsearch.models import recommended as catalog_mod
 from specsearch.models.registry import ROLES
@@ -276,6 +277,10 @@ def cmd_pack(args: argparse.Namespace) -> int:
     for e in entries:
         print(f"ready: {e.name} ({e.role}, {human_bytes(e.size_bytes)})")
     print("defaults: " + ", ".join(f"{r}={e.name if e else '-'}" for r, e in Registry.load().defaults().items()))
+    small = next((e for e in entries if e.role == "small"), None)
+    if small is not None and not supports_gpu_offload():
+        print(f"tip: this llama.cpp build runs on the CPU only; `specsearch models requantize {small.name} "
+              "--set-default` makes a copy of the drafter that decodes about 26 % faster here")
     return 0
 
 

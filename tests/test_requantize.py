@@ -14,6 +14,7 @@ from specsearch.cli.main import main
 from specsearch.core.engine import Engine, ScoreRequest
 from specsearch.core.errors import ModelLoadError
 from specsearch.core.gguf_info import read_gguf_info
+from specsearch.core.llama_adapter import supports_gpu_offload
 from specsearch.core.prm_head import Head, shipped_heads
 from specsearch.core.sampling import GREEDY
 from specsearch.models import locations
@@ -126,6 +127,23 @@ class TestRequantizeCommand:
         assert "now the default small and prm" in out  # sorted roles, large first when present
         defaults = {role: e.name if e else None for role, e in Registry.load().defaults().items()}
         assert defaults == {"small": "d-q4_0", "large": "t", "prm": "d-q4_0"}
+
+    def test_pack_then_its_tip_on_a_cpu_build(self, tmp_path, monkeypatch, capsys):
+        import functools
+
+        from specsearch.cli import models_cmd
+        from test_models import TestOfflinePack
+
+        locate, _, _ = TestOfflinePack().make_pack(tmp_path, monkeypatch)
+        monkeypatch.setattr(models_cmd, "assemble_offline_pack",
+                            functools.partial(models_cmd.assemble_offline_pack, locate=locate))
+        assert main(["models", "pack"]) == 0
+        out = capsys.readouterr().out
+        tip = "`specsearch models requantize pack-small --set-default`"
+        assert (tip in out) == (not supports_gpu_offload())
+        assert main(["models", "requantize", "pack-small", "--set-default"]) == 0
+        defaults = {role: e.name if e else None for role, e in Registry.load().defaults().items()}
+        assert defaults == {"small": "pack-small-q4_0", "large": "pack-large", "prm": "pack-small-q4_0"}
 
     def test_unknown_source_is_one_line(self, capsys):
         assert main(["models", "requantize", "nope"]) == 2
