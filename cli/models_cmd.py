@@ -312,4 +312,6 @@ def cmd_requantize(args: argparse.Namespace) -> int:
         for role in sorted(roles, key=lambda name: name != "large"):
             reg.set_default(role, e.name)
         print("now the default " + (" and ".join(roles) if roles else "nothing: the source was no default"))
+    else:
+        print(f"to draft and judge with it: specsearch models set-default --small {e.name} --prm {e.name}")
     return 0

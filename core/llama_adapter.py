@@ -225,6 +225,12 @@ def _extra_buffers_allowed() -> bool:
 _REPACK_TYPES = {2: 8, 12: 8, 20: 8}
 
 
+def _repackable(name: str, qtype: int, dims: tuple[int, ...]) -> bool:
+    """A layer weight the CPU repack takes (its type, and rows in multiples of its interleave)."""
+    return (name.startswith("blk.") and len(dims) == 2 and qtype in _REPACK_TYPES
+            and dims[1] % _REPACK_TYPES[qtype] == 0)
+
+
 class _BuftOverride(ctypes.Structure):
     _fields_ = [("pattern", ctypes.c_char_p), ("buft", ctypes.c_void_p)]
 
@@ -256,9 +262,7 @@ def repack_overrides(tensor_types: dict[str, tuple[int, tuple[int, ...]]]) -> tu
     buft = _cpu_repack_buffer_type()
     if buft is None:
         return None
-    names = [n for n, (qtype, dims) in tensor_types.items()
-             if qtype in _REPACK_TYPES and len(dims) == 2 and dims[1] % _REPACK_TYPES[qtype] == 0
-             and n.startswith("blk.")]
+    names = [n for n, (qtype, dims) in tensor_types.items() if _repackable(n, qtype, dims)]
     if not names:
         return None
     patterns = [("^" + re.escape(n) + "$").encode() for n in names]
@@ -278,8 +282,7 @@ def repackable_share(tensor_types: dict[str, tuple[int, tuple[int, ...]]]) -> fl
             continue
         n = dims[0] * dims[1]
         total += n
-        if qtype in _REPACK_TYPES and dims[1] % _REPACK_TYPES[qtype] == 0:
-            fast += n
+        fast += n if _repackable(name, qtype, dims) else 0
     return fast / total if total else 0.0
 
 
