@@ -30,6 +30,15 @@ async def highlight(pilot, screen: ModelsScreen, name: str) -> None:
     await wait_until(pilot, lambda: table.cursor_row == row)
 
 
+async def manager_with_draft(pilot, app, small) -> ModelsScreen:
+    """The model manager with the small tiny model imported and highlighted."""
+    await wait_until(pilot, lambda: app.current_mode == "models")
+    screen = app.screen
+    await import_model(pilot, screen, small)
+    await highlight(pilot, screen, "draft")
+    return screen
+
+
 class TestImportDefaultsAsk:
     @async_test
     async def test_from_no_models_to_an_answer(self, app_models):
@@ -96,10 +105,7 @@ class TestRequantize:
     async def test_q_makes_a_q4_0_copy_beside_the_original(self, app_models):
         app = make_app(None, start_mode="models")
         async with app.run_test(size=(140, 45)) as pilot:
-            await wait_until(pilot, lambda: app.current_mode == "models")
-            screen = app.screen
-            await import_model(pilot, screen, app_models["small"])
-            await highlight(pilot, screen, "draft")
+            screen = await manager_with_draft(pilot, app, app_models["small"])
             await pilot.press("q")
             await wait_until(pilot, lambda: screen.transfer is None and len(screen.local) == 2)
             copy = next(e for e in Registry.load().entries() if e.name == "draft-q4_0")
@@ -112,11 +118,8 @@ class TestDeleteAndFailures:
     async def test_delete_needs_confirmation_and_removes_the_file(self, app_models):
         app = make_app(None, start_mode="models")
         async with app.run_test(size=(140, 45)) as pilot:
-            await wait_until(pilot, lambda: app.current_mode == "models")
-            screen = app.screen
-            await import_model(pilot, screen, app_models["small"])
+            screen = await manager_with_draft(pilot, app, app_models["small"])
             path = screen.local[0].path
-            await highlight(pilot, screen, "draft")
             await pilot.press("d")
             assert len(Registry.load().entries()) == 1
             await pilot.press("d")
