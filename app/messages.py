@@ -172,3 +172,4 @@ class TransferFinished(Message):
     what: str
     error: str | None = None
     entries: tuple[Any, ...] = ()  # the registered ModelEntry objects
+    note: str = ""  # what else the user should know (e.g. a requantized copy's measured speed)

@@ -4,7 +4,9 @@ On a CPU, llama.cpp repacks Q4_0, Q4_K and IQ4_NL weights into interleaved
 layouts with fast matmul kernels; other types run on the plain ones.  Small
 models often miss out: the offline pack's 0.5B "Q4_K_M" is mostly Q5_0 (its
 896-wide rows do not fit Q4_K's 256-blocks), and requantized to Q4_0 it decodes
-about 26 % faster (measured, README "A drafter the CPU kernels are fast on").
+about 20 % faster on one thread (README "A drafter the CPU kernels are fast on").
+Not every model gains (the pack's 1.5B, mostly Q4_K already, got slower), so the
+CLI times both files with :func:`decode_speed` and says which is faster.
 The drafter's speed is most of what Speculative Search saves, so this is what
 `specsearch models requantize` is for.  llama.cpp's own quantizer does the
 work; this module names, places, checks and registers the result, writing it
@@ -23,9 +25,11 @@ from pathlib import Path
 from typing import Callable
 
 from specsearch.core import llama_adapter as adapter
+from specsearch.core.engine import Engine, LoadOptions
 from specsearch.core.errors import SpecSearchError
 from specsearch.core.gguf_info import read_gguf_info
 from specsearch.core.prm_head import shipped_head_for
+from specsearch.core.sampling import GREEDY
 
 from . import locations, store
 from .registry import ModelEntry, Registry, require_free_space, sha256_file
@@ -44,6 +48,21 @@ class RequantizeResult:
     repackable_after: float
     head: Path | None  # the shipped learned head for the new file, if one ships
     reused: bool  # the file was made before: nothing was written
+
+
+SPEED_PROMPT = "Count from 1 to 200, one number per line:\n1\n2\n3\n"
+"""A prompt every model continues for a while (the speed check needs tokens, not sense)."""
+
+
+def decode_speed(path: str | os.PathLike[str], n_tokens: int = 96, n_threads: int | None = None) -> float:
+    """Greedy single-sequence decoding speed of a model file on this machine, in tokens/s
+    (after a short warm-up, on CPU threads as the searches use them)."""
+    with Engine(path, LoadOptions(n_gpu_layers=0, n_threads=n_threads)) as engine:
+        prompt = engine.tokenize(SPEED_PROMPT)
+        engine.generate([prompt], 1, max_tokens=4, sampling=GREEDY, seeds=[0])
+        engine.reset_cache()
+        stats = engine.generate([prompt], 1, max_tokens=n_tokens, sampling=GREEDY, seeds=[0]).stats
+        return stats.tokens_per_second
 
 
 def derived_name(stem: str, qtype: str) -> str:

@@ -110,7 +110,8 @@ class TestRequantize:
             await wait_until(pilot, lambda: screen.transfer is None and len(screen.local) == 2)
             copy = next(e for e in Registry.load().entries() if e.name == "draft-q4_0")
             assert copy.quantization == "Q4_0" and copy.source == "requantized:draft.gguf"
-            assert "Done: requantizing draft to Q4_0 → draft-q4_0" in str(screen.query_one("#transfer-status").render())
+            status = str(screen.query_one("#transfer-status").render())
+            assert "Done: requantizing draft to Q4_0 → draft-q4_0 · decodes " in status and "tokens/s here" in status
 
 
 class TestDeleteAndFailures:

@@ -145,6 +145,20 @@ class TestRequantizeCommand:
         defaults = {role: e.name if e else None for role, e in Registry.load().defaults().items()}
         assert defaults == {"small": "pack-small-q4_0", "large": "pack-large", "prm": "pack-small-q4_0"}
 
+    def test_it_times_both_files_unless_told_not_to(self, tiny, capsys):
+        assert main(["models", "requantize", str(tiny["target"])]) == 0
+        out = capsys.readouterr().out
+        line = next(ln for ln in out.splitlines() if ln.startswith("decoding on this machine"))
+        before, after = (float(w) for w in line.replace(",", " ").split() if w.replace(".", "").isdigit())
+        assert before > 0 and after > 0 and f"({after / before:.2f}x)" in line
+        assert main(["models", "requantize", str(tiny["target"]), "--name", "again", "--no-speed-check"]) == 0
+        assert "decoding on this machine" not in capsys.readouterr().out
+
+    def test_a_copy_that_cannot_be_faster_is_called_so(self, tiny, capsys):
+        first = requantize(str(tiny["target"]), "q4_0")
+        assert main(["models", "requantize", first.entry.path, "--name", "same", "--no-speed-check"]) == 0
+        assert "same is no faster here than its source; `specsearch models rm same` deletes it" in capsys.readouterr().err
+
     def test_unknown_source_is_one_line(self, capsys):
         assert main(["models", "requantize", "nope"]) == 2
         assert "no installed model or file called 'nope'" in capsys.readouterr().err
