@@ -787,6 +787,10 @@ class ArithmeticGuard:
         return bool(getattr(self.inner, "wants_logprobs", False))
 
     @property
+    def logprobs_only(self) -> bool:
+        return bool(getattr(self.inner, "logprobs_only", False))
+
+    @property
     def backbone(self) -> object:
         return getattr(self.inner, "backbone", None)
 

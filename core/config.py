@@ -77,6 +77,11 @@ class SearchConfig:
     """q for threshold_stat = quantile."""
     fixed_beta: float = 0.5
     """The constant threshold β when threshold_mode = fixed (given without threshold_mode, it sets fixed)."""
+    large_scores: Literal["read", "own"] = "read"
+    """How a log-prob head scores the large model's thoughts: read = its backbone (the small
+    model) reads them, as the paper's PRM does; own = from the log-probs the large model
+    computed writing them, as drafts are scored from the drafter's (free, and the same kind of
+    number as a draft's score). own needs a head without hidden-state features."""
     threshold_margin: float = 0.0
     """Added to β before drafts are compared with it: a quality guard that
     trades acceptance (speed) for fewer accepted mistakes when the judge is weak."""

@@ -152,7 +152,7 @@ def _score(state: SearchState, prm: RewardModel, cands: list[Candidate], writer:
         if _reads_search_tokens(prm, writer, state, cands):
             # A learned head on the drafter: the search's own tokens, served from its
             # KV cache, with the log-probs the drafter computed when it is the backbone.
-            own = getattr(prm, "backbone", None) is writer
+            own = _scores_from_writer(state, prm, writer)
             scores = prm.score_tokens([c.beam.tokens + c.tokens for c in cands],
                                       [len(c.beam.tokens) for c in cands], [c.node.text for c in cands],
                                       [c.logprobs for c in cands] if own else None)
@@ -183,10 +183,15 @@ def _reads_search_tokens(prm: RewardModel, writer: Engine | None, state: SearchS
     return longest < prm.backbone.n_ctx
 
 
-def _reads_logprobs_of(prm: RewardModel | None, writer: Engine | None) -> bool:
-    """Whether the reward model is a head on ``writer`` that uses its log-probs (then the
-    writer hands over those it computed while writing, and scoring needs no second pass)."""
-    return writer is not None and getattr(prm, "backbone", None) is writer and bool(getattr(prm, "wants_logprobs", False))
+def _scores_from_writer(state: SearchState, prm: RewardModel | None, writer: Engine | None) -> bool:
+    """Whether the reward model scores ``writer``'s thoughts from the log-probs ``writer``
+    computed while writing them (no second pass): when it is a log-prob head on ``writer``,
+    or a head on log-probs alone and the search asks for the large model's own (large_scores)."""
+    if writer is None or not getattr(prm, "wants_logprobs", False):
+        return False
+    if getattr(prm, "backbone", None) is writer:
+        return True
+    return state.config.large_scores == "own" and bool(getattr(prm, "logprobs_only", False))
 
 
 def _all_jobs(state: SearchState, beams: list[Beam]) -> list[tuple[Beam, int]]:
@@ -213,7 +218,7 @@ class _WholeStep:
         jobs = _all_jobs(state, beams)
         state.step.generator = self.name
         with state.phase("generate"):
-            out = _run(state, self.runner(), jobs, depth, logprobs=_reads_logprobs_of(self.models.prm, self.writer()))
+            out = _run(state, self.runner(), jobs, depth, logprobs=_scores_from_writer(state, self.models.prm, self.writer()))
         state.count_generation(self.source, out)
         cands = _candidates(state, jobs, out, depth, self.source, "generated")
         for c in cands:
@@ -263,7 +268,7 @@ class SpecSearch:
         """The large model's thoughts for ``jobs`` (the first step's, or rejected drafts' replacements)."""
         with state.phase("regenerate"):
             out = _run(state, _large_writer(self.models), jobs, depth,
-                       logprobs=_reads_logprobs_of(self.models.prm, self.models.large))
+                       logprobs=_scores_from_writer(state, self.models.prm, self.models.large))
         state.count_generation("large", out)
         return out
 
@@ -280,8 +285,8 @@ class SpecSearch:
 
         beta = self.threshold.bar
         with state.phase("draft"):
-            out = _run(state, self.models.small, jobs, depth, logprobs=_reads_logprobs_of(
-                self.models.prm, self.models.small))
+            out = _run(state, self.models.small, jobs, depth, logprobs=_scores_from_writer(
+                state, self.models.prm, self.models.small))
         state.count_generation("small", out)
         drafts = _candidates(state, jobs, out, depth, "small", "pending")
         state.stats.thoughts_drafted += len(drafts)

@@ -418,6 +418,12 @@ class HeadPRM:
         (a drafter that is the backbone can hand over those it computed anyway)."""
         return _wants_logprobs(self.head.features)
 
+    @property
+    def logprobs_only(self) -> bool:
+        """Whether the features come from log-probs (and the step's text) alone, no hidden
+        state: then any model with the backbone's vocabulary can supply them."""
+        return self.wants_logprobs and "hidden" not in self.head.features
+
     # -------------------------------------------- scoring a search's tokens ---
     def reads_tokens_of(self, engine: Engine, system_prompt: str, delimiter: str) -> bool:
         """Whether token paths written by ``engine`` under this system prompt and

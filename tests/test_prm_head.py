@@ -310,7 +310,7 @@ class TestAHeadOnTheLargeModel:
         from specsearch.core.config import SearchConfig
 
         if not hand_over:
-            monkeypatch.setattr(generators, "_reads_logprobs_of", lambda prm, writer: False)
+            monkeypatch.setattr(generators, "_scores_from_writer", lambda state, prm, writer: False)
         given: list[bool] = []  # per scored thought: were its log-probs handed over?
         original = HeadPRM.score_tokens
 
@@ -339,3 +339,44 @@ class TestAHeadOnTheLargeModel:
         assert not any(recomputed)
         assert [n.text for n in large(handed)] == [n.text for n in large(fresh)]
         np.testing.assert_allclose([n.score for n in large(handed)], [n.score for n in large(fresh)], atol=1e-4)
+
+
+class TestLargeThoughtsScoredFromTheirOwnLogprobs:
+    """large_scores = own: a log-prob head on the drafter scores the large model's thoughts from
+    the log-probs the large model computed writing them, as it scores drafts from the drafter's."""
+
+    def _solve(self, tiny, tmp_path, mode: str, features, monkeypatch):
+        from specsearch.core.api import Solver
+        from specsearch.core.config import SearchConfig
+
+        given: list[bool] = []
+        original = HeadPRM.score_tokens
+
+        def recording(self, paths, starts, texts=(), logprobs=None):
+            given.extend(lp is not None for lp in (logprobs or [None] * len(paths)))
+            return original(self, paths, starts, texts, logprobs)
+
+        monkeypatch.setattr(HeadPRM, "score_tokens", recording)
+        with Engine(tiny["draft"], LoadOptions(n_ctx=256)) as e:
+            random_head(e, features).save(tmp_path / "h.npz")
+        with Solver(small=tiny["draft"], large=tiny["target"], prm=tiny["draft"], prm_kind="head",
+                    prm_head=tmp_path / "h.npz", batch_invariant=True) as solver:
+            # ar with one child: the path does not depend on the scores, so both modes score the same thoughts
+            config = SearchConfig(method="ar", max_depth=3, children=1, beam_width=1, max_step_tokens=10,
+                                  temperature=0.0, large_scores=mode)
+            result = solver.solve(QUESTION, config)
+        monkeypatch.undo()
+        return [n for n in result.nodes if n.score is not None], given
+
+    def test_own_hands_over_the_large_models_log_probs_and_changes_the_scores(self, tiny, tmp_path, monkeypatch):
+        features = ("logprob_mean", "logprob_min", "digit_logprob_min", "arith_flag")
+        read, given_read = self._solve(tiny, tmp_path / "r", "read", features, monkeypatch)
+        own, given_own = self._solve(tiny, tmp_path / "o", "own", features, monkeypatch)
+        assert len(own) >= 3 and [n.text for n in own] == [n.text for n in read]
+        assert given_own == [True] * len(own) and given_read == [False] * len(read)
+        # the drafter reading a thought and the large model writing it give different log-probs
+        assert max(abs(a.score - b.score) for a, b in zip(own, read)) > 1e-3
+
+    def test_a_head_that_reads_hidden_states_still_reads(self, tiny, tmp_path, monkeypatch):
+        own, given = self._solve(tiny, tmp_path / "h", "own", ("hidden", "logprob_mean"), monkeypatch)
+        assert own and not any(given)
