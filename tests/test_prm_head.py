@@ -300,6 +300,19 @@ class TestShippedHeads:
             assert len(head.backbone_sha256) == 64 and head.meta.get("trained_on")
 
 
+def record_handovers(monkeypatch) -> list[bool]:
+    """Per thought a head scores from now on: were its log-probs handed over (not recomputed)?"""
+    given: list[bool] = []
+    original = HeadPRM.score_tokens
+
+    def recording(self, paths, starts, texts=(), logprobs=None):
+        given.extend(lp is not None for lp in (logprobs or [None] * len(paths)))
+        return original(self, paths, starts, texts, logprobs)
+
+    monkeypatch.setattr(HeadPRM, "score_tokens", recording)
+    return given
+
+
 class TestAHeadOnTheLargeModel:
     """A head whose backbone is the large model reads the log-probs the large model (through the
     speculative decoder) computed while writing, as a drafter's head reads the drafter's."""
@@ -311,14 +324,7 @@ class TestAHeadOnTheLargeModel:
 
         if not hand_over:
             monkeypatch.setattr(generators, "_scores_from_writer", lambda state, prm, writer: False)
-        given: list[bool] = []  # per scored thought: were its log-probs handed over?
-        original = HeadPRM.score_tokens
-
-        def recording(self, paths, starts, texts=(), logprobs=None):
-            given.extend(lp is not None for lp in (logprobs or [None] * len(paths)))
-            return original(self, paths, starts, texts, logprobs)
-
-        monkeypatch.setattr(HeadPRM, "score_tokens", recording)
+        given = record_handovers(monkeypatch)
         with Engine(tiny["target"], LoadOptions(n_ctx=256)) as e:
             random_head(e, ("logprob_mean", "logprob_min", "digit_logprob_min", "arith_flag")).save(tmp_path / "h.npz")
         with Solver(small=tiny["draft"], large=tiny["target"], prm=tiny["target"], prm_kind="head",
@@ -349,14 +355,7 @@ class TestLargeThoughtsScoredFromTheirOwnLogprobs:
         from specsearch.core.api import Solver
         from specsearch.core.config import SearchConfig
 
-        given: list[bool] = []
-        original = HeadPRM.score_tokens
-
-        def recording(self, paths, starts, texts=(), logprobs=None):
-            given.extend(lp is not None for lp in (logprobs or [None] * len(paths)))
-            return original(self, paths, starts, texts, logprobs)
-
-        monkeypatch.setattr(HeadPRM, "score_tokens", recording)
+        given = record_handovers(monkeypatch)
         with Engine(tiny["draft"], LoadOptions(n_ctx=256)) as e:
             random_head(e, features).save(tmp_path / "h.npz")
         with Solver(small=tiny["draft"], large=tiny["target"], prm=tiny["draft"], prm_kind="head",
