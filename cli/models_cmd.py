@@ -15,7 +15,7 @@ from specsearch.core.llama_adapter import supports_gpu_offload
 from specsearch.models import Registry, assemble_offline_pack, partials, pull
 from specsearch.models import recommended as catalog_mod
 from specsearch.models.registry import ROLES
-from specsearch.models.requantize import QUANT_TYPES, decode_speed, requantize
+from specsearch.models.requantize import QUANT_TYPES, compare_speed, requantize
 from specsearch.models.sizes import human_bytes
 
 from . import served_cmd
@@ -231,9 +231,7 @@ def cmd_set_default(args: argparse.Namespace) -> int:
     if not chosen:
         print("specsearch: error: give at least one of --small, --large, --prm", file=sys.stderr)
         return 2
-    # large first, so that a new pair is checked against each other, not the old partner
-    for role in sorted(chosen, key=lambda r: r != "large"):
-        reg.set_default(role, chosen[role])
+    reg.set_defaults(chosen)
     print(", ".join(f"{r}: {n}" for r, n in chosen.items()))
     return 0
 
@@ -305,11 +303,10 @@ def cmd_requantize(args: argparse.Namespace) -> int:
           f"{r.repackable_after:.0%} after")
     faster = r.repackable_after > r.repackable_before
     if not args.no_speed_check:
-        before = decode_speed(r.source.path if r.source else args.model, n_threads=args.threads or None)
-        after = decode_speed(e.path, n_threads=args.threads or None)
-        faster = after > before * 1.03  # within 3 %: the noise of one short run
-        print(f"decoding on this machine (one sequence, CPU): {before:.1f} tokens/s before, {after:.1f} after "
-              f"({after / before:.2f}x)")
+        speed = compare_speed(r.source_path, e.path, n_threads=args.threads or None)
+        faster = speed.faster
+        print(f"decoding on this machine (one sequence, CPU): {speed.before:.1f} tokens/s before, "
+              f"{speed.after:.1f} after ({speed.after / speed.before:.2f}x)")
     if not faster:
         print(f"specsearch: warning: {e.name} is no faster here than its source; "
               f"`specsearch models rm {e.name}` deletes it", file=sys.stderr)
@@ -321,8 +318,7 @@ def cmd_requantize(args: argparse.Namespace) -> int:
         reg = Registry.load()
         roles = [role for role, d in reg.defaults().items() if d is not None and r.source is not None
                  and d.name == r.source.name]
-        for role in sorted(roles, key=lambda name: name != "large"):
-            reg.set_default(role, e.name)
+        reg.set_defaults({role: e.name for role in roles})
         print("now the default " + (" and ".join(roles) if roles else "nothing: the source was no default"))
     else:
         flags = {"small": f"--small {e.name} --prm {e.name}", "large": f"--large {e.name}"}.get(

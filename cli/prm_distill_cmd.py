@@ -6,7 +6,6 @@ import argparse
 import math
 from pathlib import Path
 
-
 from specsearch.core.engine import Engine, LoadOptions
 from specsearch.core.errors import SpecSearchError
 from specsearch.core.options import Bounds

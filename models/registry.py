@@ -302,14 +302,14 @@ class Registry:
         part, digest = _copy_hashing(src, models, on_progress)  # outside the lock: it can take minutes
         try:
             with self._changing():
-                target = store.import_path(src.name, digest, lambda existing: self._holds(existing, digest))
+                target = store.import_path(src.name, digest, lambda existing: self.holds(existing, digest))
                 name = self.name_for(target, name, source)  # refuse before moving anything into place
                 os.replace(part, target)
                 return self._register(target, role, name, source, digest)
         finally:
             part.unlink(missing_ok=True)
 
-    def _holds(self, path: Path, digest: str) -> bool:
+    def holds(self, path: Path, digest: str) -> bool:
         """Whether the file at ``path`` has SHA-256 ``digest`` (the registry's record first, else hashed)."""
         known = next((e for e in self._models.values() if Path(e.path) == path.resolve() and e.sha256), None)
         if known is not None and known.size_bytes == path.stat().st_size:
@@ -363,6 +363,12 @@ class Registry:
                     small, large = (entry, partner) if role == "small" else (partner, entry)
                     check_pair(small, large)
             self._defaults[role] = name
+
+    def set_defaults(self, chosen: dict[str, str]) -> None:
+        """Several defaults at once (role -> model name): the large one first, so that a new
+        pair is checked against each other, not against the old partner."""
+        for role in sorted(chosen, key=lambda r: r != "large"):
+            self.set_default(role, chosen[role])
 
     def update_settings(self, name: str, *, n_gpu_layers: int | str | None = None, n_ctx: int | None = None,
                         n_threads: int | None = None) -> ModelEntry:

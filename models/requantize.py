@@ -44,6 +44,7 @@ _QUANT_SUFFIX = re.compile(r"[-._](?:i?q\d[\w]*|f16|bf16|f32)$", re.IGNORECASE)
 class RequantizeResult:
     entry: ModelEntry
     source: ModelEntry | None  # None: the source was a file, not a registered model
+    source_path: Path
     repackable_before: float  # share of layer weights in a type the CPU repack covers
     repackable_after: float
     head: Path | None  # the shipped learned head for the new file, if one ships
@@ -63,6 +64,22 @@ def decode_speed(path: str | os.PathLike[str], n_tokens: int = 96, n_threads: in
         engine.reset_cache()
         stats = engine.generate([prompt], 1, max_tokens=n_tokens, sampling=GREEDY, seeds=[0]).stats
         return stats.tokens_per_second
+
+
+@dataclass(frozen=True)
+class SpeedCheck:
+    before: float  # the source's decoding speed, tokens/s
+    after: float  # the copy's
+
+    @property
+    def faster(self) -> bool:
+        return self.after > self.before * 1.03  # within 3 %: the noise of one short run
+
+
+def compare_speed(source: str | os.PathLike[str], copy: str | os.PathLike[str],
+                  n_threads: int | None = None) -> SpeedCheck:
+    """Both files' decoding speed on this machine (:func:`decode_speed`)."""
+    return SpeedCheck(decode_speed(source, n_threads=n_threads), decode_speed(copy, n_threads=n_threads))
 
 
 def derived_name(stem: str, qtype: str) -> str:
@@ -109,7 +126,7 @@ def requantize(source: str, qtype: str = "q4_0", name: str | None = None, role: 
                  and e.source == source_tag), None)
     if done is not None and target.is_file() and target.stat().st_size == done.size_bytes:
         after = adapter.repackable_share(read_gguf_info(target).tensor_types)
-        return RequantizeResult(done, src_entry, before, after, shipped_head_for(target), reused=True)
+        return RequantizeResult(done, src_entry, src_path, before, after, shipped_head_for(target), reused=True)
     expected = estimated_size(info.tensor_types, qtype)
     require_free_space(target.parent, int(expected * 1.1), f"{name}.gguf")
     part = target.with_name(f".{target.name}.{os.getpid()}.part")
@@ -118,12 +135,12 @@ def requantize(source: str, qtype: str = "q4_0", name: str | None = None, role: 
         after = adapter.repackable_share(read_gguf_info(part).tensor_types)
         digest = sha256_file(part)
         # never over another file that happens to have the name: that one keeps it
-        target = store.import_path(target.name, digest, lambda existing: sha256_file(existing) == digest)
+        target = store.import_path(target.name, digest, lambda existing: registry.holds(existing, digest))
         os.replace(part, target)
     finally:
         part.unlink(missing_ok=True)
     entry = registry.register_file(target, role or (src_entry.role if src_entry else None), name, source_tag, digest)
-    return RequantizeResult(entry, src_entry, before, after, shipped_head_for(target), reused=False)
+    return RequantizeResult(entry, src_entry, src_path, before, after, shipped_head_for(target), reused=False)
 
 
 def _run_quantizer(src: Path, part: Path, ftype: int, n_threads: int, expected: int,

@@ -25,7 +25,7 @@ from specsearch.core.gguf_info import read_gguf_info
 from specsearch.core.offload import Offload, planned_offload
 from specsearch.models import Registry, assemble_offline_pack, catalog, pull
 from specsearch.models.locations import models_dir
-from specsearch.models.requantize import decode_speed, requantize
+from specsearch.models.requantize import compare_speed, requantize
 from specsearch.models.served import load_served
 from specsearch.models.sizes import human_bytes
 
@@ -40,9 +40,9 @@ CLI_HINT = ("In a shell: `specsearch models pack` registers the offline Qwen pai
 
 def speed_note(source: str, copy: str) -> str:
     """The measured decoding speed of a requantized copy against its source, in a line."""
-    before, after = decode_speed(source), decode_speed(copy)
-    verdict = "faster" if after > before * 1.03 else "no faster: highlight it and press d twice to delete it"
-    return f"decodes {before:.1f} → {after:.1f} tokens/s here ({verdict})"
+    speed = compare_speed(source, copy)
+    verdict = "faster" if speed.faster else "no faster: highlight it and press d twice to delete it"
+    return f"decodes {speed.before:.1f} → {speed.after:.1f} tokens/s here ({verdict})"
 
 
 def offload_labels(entries: list[Any], loaded: dict[str, Offload]) -> dict[str, str]:
