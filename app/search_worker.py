@@ -26,6 +26,7 @@ from specsearch.core.events import CancelToken, SearchEvent, SearchFinished
 from specsearch.core.offload import Offload, gpu_layers_asked, offload_warning
 from specsearch.core.remote_client import ServedModel
 from specsearch.core.tree import SearchResult
+from specsearch.models.locations import data_dir
 
 from .messages import ModelsLoaded, SearchCompleted, SearchEvents, SearchFailed, SearchStatus
 from .settings import ResolvedModels, Settings
@@ -85,8 +86,11 @@ class SolverPool:
     """One Solver at a time, keyed by the model specs and the reward model's settings
     (kind, head file, arithmetic check): changing any of them loads a new one; thread-safe."""
 
-    def __init__(self, factory: Callable[..., Solver] = Solver) -> None:
+    def __init__(self, factory: Callable[..., Solver] = Solver, auto_memory: Path | None = None) -> None:
+        """``auto_memory``: the file in which method auto keeps what it learned between runs of
+        the app (default: the data dir's auto_memory.json)."""
         self._factory = factory
+        self._auto_memory = auto_memory
         self._lock = threading.Lock()
         self._solver: Solver | None = None
         self._key: tuple | None = None
@@ -107,7 +111,8 @@ class SolverPool:
                 s = models.specs
                 head = str(Path(prm_head).expanduser()) if prm_head else None
                 self._solver = self._factory(s["small"], s["large"], s["prm"], prm_kind=prm_kind,
-                                             prm_head=head, arith_check=arith_check)
+                                             prm_head=head, arith_check=arith_check,
+                                             auto_memory=self._auto_memory or data_dir() / "auto_memory.json")
                 self._key = key
             return self._solver
 
@@ -168,9 +173,11 @@ def load_models(pool: SolverPool, models: ResolvedModels, settings: Settings, me
 
 def run_search_job(pool: SolverPool, models: ResolvedModels, settings: Settings, question: str, method: str,
                    run_id: int, cancel: CancelToken, post: Post, interval: float = 1 / REFRESH_HZ,
-                   preload: Sequence[str] = ()) -> SearchResult | None:
+                   preload: Sequence[str] = (), cold: bool = False) -> SearchResult | None:
     """Solve ``question`` and post SearchStatus / SearchEvents, then SearchCompleted or SearchFailed.
-    ``preload``: methods whose models load too, before the search (race mode times neither's loading)."""
+    ``preload``: methods whose models load too, before the search (race mode times neither's loading).
+    ``cold``: the models' caches are emptied first (Solver.drop_cached_tokens), for a search timed
+    against another on the same question (the race's legs, the baseline)."""
     batcher = EventBatcher(lambda events: post(SearchEvents(run_id, events)), interval)
 
     def forward(event: SearchEvent) -> None:
@@ -179,6 +186,8 @@ def run_search_job(pool: SolverPool, models: ResolvedModels, settings: Settings,
 
     try:
         solver = load_models(pool, models, settings, [method, *preload], post, run_id)
+        if cold:
+            solver.drop_cached_tokens()
         post(SearchStatus(run_id, f"searching ({method})…"))
         result = solver.solve(question, settings.search_config(method), on_event=forward, cancel=cancel)
     except Exception as exc:  # every failure reaches the user as a message, the app keeps running

@@ -89,9 +89,12 @@ def run_search(args: argparse.Namespace) -> int:
         bar.set_postfix_str(" ".join(f"{m}:{correct[m]}/{seen[m]}" for m in methods))
         bar.update(1)
 
+    def solve(problem, method: str):
+        solver.drop_cached_tokens()  # every run reads its question cold, as the first method's did
+        return solver.solve(problem.question, configs[method])
+
     with solver:
-        summary = run_benchmark(problems, methods, lambda prob, m: solver.solve(prob.question, configs[m]),
-                                Path(args.out), on_progress, prm=solver.prm_description())
+        summary = run_benchmark(problems, methods, solve, Path(args.out), on_progress, prm=solver.prm_description())
     bar.close()
     if args.json:
         print_json({m: s.to_dict() for m, s in summary.methods.items()})  # each names its "prm"

@@ -16,6 +16,7 @@ from specsearch.core.offload import gpu_layers_asked
 from specsearch.core.options import argparse_options
 from specsearch.core.prm import DEFAULT_PRM_KIND, PRM_KINDS, prm_kind_names
 from specsearch.core.remote_client import DEFAULT_API_KEY_ENV, DEFAULT_TIMEOUT, ServedModel
+from specsearch.models.locations import data_dir
 from specsearch.models.resolve import LoadOverrides, resolve_models
 
 from .common import check_head, load_options, warn_gpu_layers
@@ -92,7 +93,13 @@ def search_config(args: argparse.Namespace, method: str | None = None) -> Search
     return SearchConfig(**implied_options(given))  # a refused value: cli.main's one-line error
 
 
-def make_solver(args: argparse.Namespace) -> Solver:
+def auto_memory_file() -> Path:
+    """Where method auto keeps what it learned between processes (core.auto_memory_store)."""
+    return data_dir() / "auto_memory.json"
+
+
+def make_solver(args: argparse.Namespace, auto_memory: Path | None = None) -> Solver:
+    """``auto_memory``: see core.auto_memory_store (None: bench, whose runs start cold)."""
     check_head(args)
     load_options(args, warn=False)  # a bad number is refused here, before any file is read
     choices = {role: getattr(args, role) for role in ("small", "large", "prm")}
@@ -109,4 +116,4 @@ def make_solver(args: argparse.Namespace) -> Solver:
         )
     return Solver(specs["small"], specs["large"], specs["prm"], prm_kind=args.prm_kind,
                   prm_head=Path(args.head).expanduser() if args.head else None, arith_check=not args.no_arith_check,
-                  batch_invariant=args.reproducible)
+                  batch_invariant=args.reproducible, auto_memory=auto_memory)

@@ -11,7 +11,7 @@ from specsearch.core.prm_info import prm_label, prm_of
 from specsearch.core.text import one_line
 from specsearch.core.tree import SearchResult
 
-from .search_args import add_model_args, add_search_args, make_solver, search_config
+from .search_args import add_model_args, add_search_args, auto_memory_file, make_solver, search_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("question", help="the question ('-' reads standard input)")
     p.add_argument("--json", action="store_true", help="one JSON event per line instead of text")
+    p.add_argument("--no-auto-memory", action="store_true",
+                   help="method auto: start afresh, neither reading nor saving what earlier runs on these models "
+                   "and settings learned about drafting (kept in the data dir's auto_memory.json)")
     add_model_args(p)
     add_search_args(p)
     p.set_defaults(func=run)
@@ -32,10 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     question = sys.stdin.read().strip() if args.question == "-" else args.question
     config = search_config(args)
-    solver = make_solver(args)
+    solver = make_solver(args, auto_memory=None if args.no_auto_memory else auto_memory_file())
     printer = _json_line if args.json else TextPrinter().handle
     with solver:
         result = solver.solve(question, config, on_event=printer)
+    for notice in solver.notices:  # said after the search (auto's memory not saved): nobody else will hear it
+        print(f"note: {notice}", file=sys.stderr)
     if result.error:  # a served model failed mid-search; the tree so far was printed
         from .main import EXIT_ERROR
 

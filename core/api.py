@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .auto_memory_store import AutoMemoryStore, file_identity, memory_to_dict, solver_identity
+from .auto_method import AutoMemory
 from .config import SearchConfig
 from .engine import Engine, LoadOptions
 from .errors import SpecSearchError
@@ -77,7 +79,10 @@ class Solver:
         batch_invariant: bool = False,
         spec_tokens: int = 4,
         adaptive_draft: bool = True,
+        auto_memory: str | Path | None = None,
     ) -> None:
+        """``auto_memory``: a file in which method auto keeps what it learned for the next
+        process on the same models and settings (core.auto_memory_store; None: this Solver only)."""
         self.model_files = {"small": _model_spec(small), "large": _model_spec(large), "prm": _model_spec(prm)}
         self.prm_kind = prm_kind
         self.prm_head = str(prm_head) if prm_head is not None else None
@@ -95,6 +100,9 @@ class Solver:
         self._notices: list[str] = []  # said once, in the next search's events
         # What generators learn in one search and keep for the next on these models (auto's cost model).
         self._between_searches: dict = {}
+        self._memory_store = AutoMemoryStore(auto_memory) if auto_memory is not None else None
+        self._memory_recalled = False
+        self._memory_saved: dict[str, dict] = {}  # memory_key -> the memory as last read or written
         self._told_no_drafting = False
         self._lock = threading.Lock()  # one search at a time
         # Loading: callers on several threads (two app screens) share one load of each model.
@@ -259,7 +267,56 @@ class Solver:
         config = config or SearchConfig()
         with self._lock:
             models = self.models(config.method)
-            return run_search(question, models, config, self._emitter(on_event), cancel)
+            self._recall_auto_memory()
+            try:
+                return run_search(question, models, config, self._emitter(on_event), cancel)
+            finally:
+                self._keep_auto_memory()
+
+    def drop_cached_tokens(self) -> None:
+        """Forget the token sequences the local models hold in their KV caches, so the next search
+        reads its prompt as a fresh process would.  Searches timed against each other (bench, a
+        race) start so: otherwise the second finds the question already read by the first, and
+        is a few seconds faster for it on a CPU.  What was learned (auto, the decoder's draft
+        length) is kept."""
+        with self._lock, self._load_lock:
+            for engine in {id(e): e for e in self._engines.values()}.values():
+                reset = getattr(engine, "reset_cache", None)  # a served model has no cache here
+                if reset is not None:
+                    reset()
+
+    # ------------------------------------------------ auto's memory file ---
+    def _identity(self) -> str:
+        """The models and settings auto's memory file knows this Solver by."""
+        def spec(model: ModelSpec | ServedModel | None) -> object:
+            if isinstance(model, ModelSpec):
+                return {**dataclasses.asdict(model), **file_identity(model.path)}
+            return None if model is None else {"url": model.base_url, "model": model.model}
+
+        head = file_identity(self.prm_head) if self.prm_head else None
+        return solver_identity({"models": {r: spec(m) for r, m in self.model_files.items()}, "prm_kind": self.prm_kind,
+                                "head": head, "arith_check": self.arith_check,
+                                "batch_invariant": self.batch_invariant, "spec_tokens": self.spec_tokens,
+                                "adaptive_draft": self.adaptive_draft})
+
+    def _recall_auto_memory(self) -> None:
+        if self._memory_store is None or self._memory_recalled:
+            return
+        self._memory_recalled = True
+        for key, memory in self._memory_store.load(self._identity()).items():
+            self._between_searches.setdefault(key, memory)
+            self._memory_saved[key] = memory_to_dict(memory)
+
+    def _keep_auto_memory(self) -> None:
+        if self._memory_store is None:
+            return
+        now = {k: memory_to_dict(v) for k, v in self._between_searches.items() if isinstance(v, AutoMemory)}
+        changed = {k: self._between_searches[k] for k, d in now.items() if self._memory_saved.get(k) != d}
+        try:
+            self._memory_store.save(self._identity(), changed)  # a search by another method changes nothing
+            self._memory_saved.update({k: now[k] for k in changed})
+        except OSError as exc:  # a full disk loses the cache, not the answer
+            self._notices.append(f"auto's memory was not saved ({self._memory_store.path}: {exc.strerror or exc})")
 
     def next_step(self, question: str, previous_steps: Sequence[str], config: SearchConfig | None = None) -> str:
         """One more reasoning step after ``previous_steps`` (a tutoring hint)."""
@@ -287,6 +344,8 @@ class Solver:
             self._prm_description = None
             self._speculative_decoder = None
             self._between_searches.clear()
+            self._memory_recalled = False
+            self._memory_saved.clear()
             self._told_no_drafting = False
 
     def __enter__(self) -> "Solver":

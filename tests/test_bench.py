@@ -374,3 +374,27 @@ class TestRewardModelRecorded:
         records = [{"id": "a", "method": "ar", "prm": JUDGE}, {"id": "b", "method": "ar", "prm": HEAD}]
         assert summarize(records)["ar"].prm is None
         assert summarize(records[:1])["ar"].prm == JUDGE
+
+
+class TestEachRunStartsCold:
+    """Every run of `specsearch bench` reads its question as the first method's did: the second
+    method on a problem must not find the prompt already in the models' KV caches."""
+
+    def test_every_method_prefills_the_whole_prompt(self, capsys, tiny, tmp_path: Path):
+        from specsearch.cli.main import main
+
+        data = tmp_path / "probs.jsonl"
+        data.write_text("".join(json.dumps({"question": q, "answer": "2"}) + "\n"
+                                for q in ("What is 1 + 1?", "What is 5 - 3?")))
+        code = main(["bench", "--dataset", str(data), "--n", "2", "--methods", "ar,ar@seed=3,specsearch",
+                     "--small", str(tiny["draft"]), "--large", str(tiny["target"]), "--depth", "2",
+                     "--step-tokens", "6", "--children", "1", "--beam-width", "1", "--out", str(tmp_path / "b")])
+        assert code == 0, capsys.readouterr().err
+        for pid in ("0", "1"):
+            firsts = {}
+            for tree in (tmp_path / "b" / "trees").glob(f"{pid}__*.json"):
+                call = SearchResult.from_dict(json.loads(tree.read_text())).steps[0].calls[0]
+                firsts[tree.name] = (call["model"], call["prefill"])
+            assert len(firsts) == 3, firsts
+            (model, prefill), = set(firsts.values())  # the same, for every method
+            assert model == "large" and prefill > 10

@@ -236,8 +236,9 @@ class ChatScreen(Screen):
             return None
         self.query_one(SearchPanel).set_status("baseline: running ar…")
         pool = self.services.pool
+        # Cold: the search just read this question, and ar must not be timed on its cached prompt.
         return self.runs.start("baseline", lambda run: run_search_job(pool, models, settings, question, "ar", run.id,
-                                                                      run.token, self.post_message))
+                                                                      run.token, self.post_message, cold=True))
 
     def _baseline_ended(self, message: RunEnded) -> None:
         panel = self.query_one(SearchPanel)

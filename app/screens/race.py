@@ -134,8 +134,9 @@ class RaceScreen(Screen):
         assert self._leg is not None
         models, settings, question = self._leg
         pool = self.services.pool
+        # Each leg cold: the second must not find the question already read by the first.
         self.runs.start(method, lambda run: run_search_job(pool, models, settings, question, method, run.id,
-                                                           run.token, self.post_message, preload=preload))
+                                                           run.token, self.post_message, preload=preload, cold=True))
 
     def _tick(self) -> None:
         for method, live in self.lives.items():
