@@ -22,8 +22,9 @@ from .strategies import STRATEGIES, strategy_names
 
 @dataclass
 class SearchConfig:
-    method: str = "specsearch"
-    """How each step's thoughts are written (one of the methods registered in core.methods)."""
+    method: str = "auto"
+    """How each step's thoughts are written (one of the methods registered in core.methods).
+    auto (the default): specsearch while it is predicted to beat ar, ar when not."""
     search: str = "beam"
     """How the tree of thoughts is searched (one of the strategies registered in core.strategies)."""
     beam_width: int = 2
@@ -82,9 +83,10 @@ class SearchConfig:
     model) reads them, as the paper's PRM does; own = from the log-probs the large model
     computed writing them, as drafts are scored from the drafter's (free, and the same kind of
     number as a draft's score). own needs a head without hidden-state features."""
-    threshold_margin: float = 0.0
+    threshold_margin: float = 0.01
     """Added to β before drafts are compared with it: a quality guard that
-    trades acceptance (speed) for fewer accepted mistakes when the judge is weak."""
+    trades acceptance (speed) for fewer accepted mistakes when the judge is weak
+    (0.01: at ar's accuracy on 50 GSM8K dev problems with the shipped head; 0 is the paper's β)."""
     system_prompt: str = (
         "Please reason step by step, separating steps with a blank line, "
         "and put your final answer within \\boxed{}."

@@ -239,8 +239,10 @@ class Engine(ModelText, TokenGenerator):
                 raise SpecSearchError("empty prompt: nothing to condition on")
             self.check_fits(len(p) + 1)
         with self._lock, ExitStack() as held:
-            self._cache_shared_prefix(prompts, min((len(p) for p in prompts), default=1) - 1)
+            computed = self._cache_shared_prefix(prompts, min((len(p) for p in prompts), default=1) - 1)
             leases = [held.enter_context(self.lease(p)) for p in prompts]
+            # The shared prefix was read just now, not served from an earlier call's cache.
+            stats.reused_tokens -= computed
             feeds = []
             for lease, p in zip(leases, prompts):
                 stats.prompt_tokens += len(p)
@@ -249,17 +251,21 @@ class Engine(ModelText, TokenGenerator):
             self.evaluate(feeds)
             yield leases
 
-    def _cache_shared_prefix(self, token_lists: Sequence[Sequence[int]], limit: int) -> None:
+    def _cache_shared_prefix(self, token_lists: Sequence[Sequence[int]], limit: int) -> int:
         """Evaluate the prefix (at most ``limit`` tokens) all the lists share, once:
-        their own leases then share its cells instead of each computing it."""
+        their own leases then share its cells instead of each computing it.  Returns
+        how many of its tokens were evaluated (the rest were cached already)."""
         if len(token_lists) < 2:
-            return
+            return 0
         common = list(token_lists[0][:limit])
         for tokens in token_lists[1:]:
             common = common[: common_prefix_len(common, tokens)]
-        if len(common) > 1:
-            with self.lease(common, len(common)) as shared:
-                self.evaluate([Feed(shared, common[len(shared) :])])
+        if len(common) <= 1:
+            return 0
+        with self.lease(common, len(common)) as shared:
+            todo = common[len(shared) :]
+            self.evaluate([Feed(shared, todo)])
+        return len(todo)
 
     def evaluate(
         self,

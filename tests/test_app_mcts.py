@@ -22,7 +22,7 @@ class TestMctsTree:
             result = screen.live.result
             assert result.config["search"] == "mcts"
             status = str(screen.query_one(ChatTurn).query_one(".status").render())
-            assert status.startswith("specsearch · mcts · ")
+            assert status.startswith("auto · mcts · ")
             labels = screen.query_one(SearchPanel).tree.labels()
             best = {n.id for n in result.path(result.best_leaf_id)}
             visited = [n for n in result.nodes if n.visits is not None]

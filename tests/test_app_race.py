@@ -32,6 +32,8 @@ class TestRace:
             ar, spec = screen.results["ar"], screen.results["specsearch"]
             assert ar.method == "ar" and spec.method == "specsearch"
             assert {n.source for n in ar.nodes} == {"large"}
+            # each leg read the question cold: the second did not find it in the first one's cache
+            assert ar.steps[0].calls[0]["prefill"] == spec.steps[0].calls[0]["prefill"] > 10
             verdict = str(screen.query_one("#race-verdict").render())
             assert "measured" in verdict and "answers" in verdict
             assert f"ar {ar.stats.wall_seconds:.2f} s" in verdict or f"ar {ar.stats.wall_seconds:.1f} s" in verdict

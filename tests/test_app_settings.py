@@ -45,7 +45,7 @@ class TestSettingsStore:
         edited.children = 7
         store.save(edited)
         saved = json.loads(settings_path().read_text(encoding="utf-8"))
-        assert saved["method"] == "specsearch" and saved["beam_width"] == 2 and saved["small"] is None
+        assert saved["method"] == "auto" and saved["beam_width"] == 2 and saved["small"] is None
         assert saved["children"] == 7
 
     def test_command_line_beats_env(self):

@@ -314,7 +314,7 @@ class TestPRMShownInSolveAndBench:
                                "--large", str(tiny["target"]), *TINY_SEARCH)
         lines = out.splitlines()
         assert code == 0
-        assert lines[0].startswith("method specsearch:")
+        assert lines[0].startswith("method auto:")
         assert lines[1] == "reward model: judge on draft.gguf, arithmetic check on"
 
     def test_json_records_it_at_start_and_in_the_result(self, capsys, tiny):

@@ -129,6 +129,15 @@ class TestPrefixReuse:
         for seed, gen in zip([7, 8], out.generations):
             assert gen.tokens == fresh_single(tiny["target"], longer, seed, SAMPLED, 30).tokens
 
+    def test_prompts_sharing_a_prefix_count_it_as_read_once(self, target):
+        # Children of one beam are the same prompt: read once, then one last token each.
+        prompt = target.tokenize(TEXTS[1])
+        target.reset_cache()
+        cold = target.generate([prompt] * 3, 1, max_tokens=2, sampling=GREEDY).stats
+        assert cold.prompt_tokens - cold.reused_tokens == (len(prompt) - 1) + 3
+        warm = target.generate([prompt] * 3, 1, max_tokens=2, sampling=GREEDY).stats
+        assert warm.prompt_tokens - warm.reused_tokens == 3
+
     def test_continuing_a_generated_sequence_reuses_its_cache(self, tiny, target):
         prompt = target.tokenize(TEXTS[1])
         first = target.generate(prompt, 1, max_tokens=20, sampling=GREEDY).generations[0]
