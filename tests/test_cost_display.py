@@ -42,3 +42,16 @@ def test_a_live_search_shows_a_switch_when_it_happens():
     assert live.stats.predicted_ar_seconds == 1.0
     assert dict(stats_rows("auto", live.stats))["auto switched"] == (
         "step 4: specsearch → ar, acceptance 5%: drafting costs more than it saves")
+
+
+class TestValueRange:
+    """The β and score ranges under the sparklines keep the digits that tell their ends apart."""
+
+    def test_crowded_values_get_the_digits_that_separate_them(self):
+        from specsearch.app.widgets.stats_panel import value_range
+
+        assert value_range([0.9766, 0.9774]) == "0.9766–0.9774, last 0.9774"
+        assert value_range([0.9512, 0.9538, 0.9531]) == "0.951–0.954, last 0.953"
+        assert value_range([0.59, 0.74, 0.61]) == "0.59–0.74, last 0.61"
+        assert value_range([0.95, 0.95]) == "0.95–0.95, last 0.95"
+        assert value_range([]) == "–"

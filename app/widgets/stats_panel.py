@@ -18,8 +18,14 @@ from ..live import LiveSearch
 MODEL_ROWS = {"prm": "PRM"}
 
 
-def _range(values: list[float]) -> str:
-    return f"{min(values):.2f}–{max(values):.2f}, last {values[-1]:.2f}" if values else "–"
+def value_range(values: list[float]) -> str:
+    """'0.59–0.74, last 0.61'; with more digits (up to 4) when the ends would round alike, as
+    a learned head's scores and β, crowded near its ceiling, do ('0.9766–0.9774, last 0.9774')."""
+    if not values:
+        return "–"
+    lo, hi = min(values), max(values)
+    digits = next((d for d in (2, 3, 4) if f"{lo:.{d}f}" != f"{hi:.{d}f}"), 4 if lo != hi else 2)
+    return f"{lo:.{digits}f}–{hi:.{digits}f}, last {values[-1]:.{digits}f}"
 
 
 class StatsPanel(Vertical):
@@ -74,5 +80,5 @@ class StatsPanel(Vertical):
         table_widget.update(table)
         self.query_one("#beta-spark", Sparkline).data = list(live.betas)
         self.query_one("#score-spark", Sparkline).data = list(live.scores)
-        self.query_one("#beta-label", Label).update(Text(f"β per step: {_range(live.betas)}"))
-        self.query_one("#score-label", Label).update(Text(f"PRM scores ({len(live.scores)}): {_range(live.scores)}"))
+        self.query_one("#beta-label", Label).update(Text(f"β per step: {value_range(live.betas)}"))
+        self.query_one("#score-label", Label).update(Text(f"PRM scores ({len(live.scores)}): {value_range(live.scores)}"))
