@@ -20,7 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="solve one question with speculative search, streaming its steps",
         description="Solve a question by beam search over reasoning steps. With --method specsearch "
         "the small model drafts each step, the reward model scores the drafts, and the large model "
-        "rewrites only drafts below the threshold β. Steps are printed as they happen.",
+        "rewrites only drafts below the threshold β. The default, --method auto, does that while it is "
+        "predicted faster than the large model alone and lets the large model write when not (what it "
+        "learned is kept for the next solve). Steps are printed as they happen.",
     )
     p.add_argument("question", help="the question ('-' reads standard input)")
     p.add_argument("--json", action="store_true", help="one JSON event per line instead of text")
