@@ -73,7 +73,7 @@ class TestBadFiles:
         path = tmp_path / "auto_memory.json"
         path.write_text("{not json")
         result = solve(tiny, path)
-        assert result.answer is not None or result.steps
+        assert result.steps and not result.cancelled
         saved = json.loads(path.read_text())
         assert saved["format"] == 1 and len(saved["entries"]) == 1
 

@@ -29,7 +29,8 @@ from ..widgets.search_panel import SearchPanel
 
 WELCOME = (
     "Type a math question below and press Enter. The small model drafts each reasoning step, "
-    "the reward model scores it, and the large model rewrites only the steps scoring below β. "
+    "the reward model scores it, and the large model rewrites only the steps scoring below β; "
+    "where that is slower than the large model alone, method auto (the default) lets it write. "
     "Esc cancels a running search (the tree so far stays)."
 )
 SAVE_EVERY = 2.0  # seconds between history saves while a search runs
