@@ -26,7 +26,7 @@ from specsearch.core.events import CancelToken, SearchEvent, SearchFinished
 from specsearch.core.offload import Offload, gpu_layers_asked, offload_warning
 from specsearch.core.remote_client import ServedModel
 from specsearch.core.tree import SearchResult
-from specsearch.models.locations import data_dir
+from specsearch.models.locations import auto_memory_file
 
 from .messages import ModelsLoaded, SearchCompleted, SearchEvents, SearchFailed, SearchStatus
 from .settings import ResolvedModels, Settings
@@ -112,7 +112,7 @@ class SolverPool:
                 head = str(Path(prm_head).expanduser()) if prm_head else None
                 self._solver = self._factory(s["small"], s["large"], s["prm"], prm_kind=prm_kind,
                                              prm_head=head, arith_check=arith_check,
-                                             auto_memory=self._auto_memory or data_dir() / "auto_memory.json")
+                                             auto_memory=self._auto_memory or auto_memory_file())
                 self._key = key
             return self._solver
 

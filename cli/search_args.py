@@ -16,7 +16,6 @@ from specsearch.core.offload import gpu_layers_asked
 from specsearch.core.options import argparse_options
 from specsearch.core.prm import DEFAULT_PRM_KIND, PRM_KINDS, prm_kind_names
 from specsearch.core.remote_client import DEFAULT_API_KEY_ENV, DEFAULT_TIMEOUT, ServedModel
-from specsearch.models.locations import data_dir
 from specsearch.models.resolve import LoadOverrides, resolve_models
 
 from .common import check_head, load_options, warn_gpu_layers
@@ -91,11 +90,6 @@ def search_config(args: argparse.Namespace, method: str | None = None) -> Search
     if method is not None:
         given["method"] = method
     return SearchConfig(**implied_options(given))  # a refused value: cli.main's one-line error
-
-
-def auto_memory_file() -> Path:
-    """Where method auto keeps what it learned between processes (core.auto_memory_store)."""
-    return data_dir() / "auto_memory.json"
 
 
 def make_solver(args: argparse.Namespace, auto_memory: Path | None = None) -> Solver:

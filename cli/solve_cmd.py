@@ -10,8 +10,9 @@ from specsearch.core import events as ev
 from specsearch.core.prm_info import prm_label, prm_of
 from specsearch.core.text import one_line
 from specsearch.core.tree import SearchResult
+from specsearch.models.locations import auto_memory_file
 
-from .search_args import add_model_args, add_search_args, auto_memory_file, make_solver, search_config
+from .search_args import add_model_args, add_search_args, make_solver, search_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -273,6 +273,10 @@ class Solver:
             finally:
                 self._keep_auto_memory()
 
+    def _distinct_engines(self) -> list[Engine | RemoteModel]:
+        """The loaded engines, each once (roles with the same file share one)."""
+        return list({id(e): e for e in self._engines.values()}.values())
+
     def drop_cached_tokens(self) -> None:
         """Forget the token sequences the local models hold in their KV caches, so the next search
         reads its prompt as a fresh process would.  Searches timed against each other (bench, a
@@ -280,7 +284,7 @@ class Solver:
         is a few seconds faster for it on a CPU.  What was learned (auto, the decoder's draft
         length) is kept."""
         with self._lock, self._load_lock:
-            for engine in {id(e): e for e in self._engines.values()}.values():
+            for engine in self._distinct_engines():
                 reset = getattr(engine, "reset_cache", None)  # a served model has no cache here
                 if reset is not None:
                     reset()
@@ -337,7 +341,7 @@ class Solver:
 
     def close(self) -> None:
         with self._lock, self._load_lock:
-            for engine in {id(e): e for e in self._engines.values()}.values():
+            for engine in self._distinct_engines():
                 engine.close()
             self._engines.clear()
             self._prm = None

@@ -38,3 +38,9 @@ def models_dir() -> Path:
 
 def history_dir() -> Path:
     return _dir("SPECSEARCH_HISTORY_DIR", data_dir() / "history")
+
+
+def auto_memory_file() -> Path:
+    """What method auto learned about drafting on each set of models, kept between runs
+    (core.auto_memory_store)."""
+    return data_dir() / "auto_memory.json"
