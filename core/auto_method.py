@@ -4,9 +4,14 @@ Before each step after the first, :class:`AutoMethod` fits core.cost_model's
 CostModel on the search's finished steps (acceptance weighted towards recent
 steps) and asks for the predicted speed-up of specsearch over ar for a step of
 this size.  :class:`SwitchDecision` adds hysteresis: the mode changes only when
-the prediction is past 1 ± ``margin`` for ``patience`` steps in a row, so noise
-around 1 does not flap it.  While in ar mode, every ``probe_every``-th step is
-a specsearch step again (a probe), so the acceptance estimate stays current.
+the prediction is past 1 ± ``margin`` for ``patience`` predictions in a row,
+each made on newly judged drafts (a prediction on the same evidence again is no
+second opinion), so noise around 1 does not flap it.  The hysteresis leans to
+ar, which is never slower than itself: specsearch is left when its predicted
+speed-up at the estimated acceptance falls below 1 - margin, and taken back
+only when the speed-up predicted at the low end of the acceptance's interval
+(``confidence_z``) passes 1 + margin.  While in ar mode, every ``probe_every``-th
+step is a specsearch step again (a probe), so the acceptance estimate stays current.
 
 In ar mode the large model writes the step, with token-level drafting when the
 speculative decoder's own adaptive-k policy says drafting pays (method sps),
@@ -53,6 +58,10 @@ class SwitchPolicy:
     """Switch only when the predicted speed-up is below 1 - margin (or, in ar mode, above 1 + margin)."""
     patience: int = 2
     """... for this many steps in a row."""
+    confidence_z: float = 1.28
+    """In ar mode, the speed-up that counts is the one predicted at the low end of the
+    acceptance's Wilson interval at this z (1.28: one-sided 90 %): back to specsearch only
+    when drafting pays even if the drafts were that bad (0: at the estimate)."""
     probe_every: int = 4
     """In ar mode, make the step after probe_every ar steps a specsearch step (0: never)."""
     probe_backoff: int = 2
@@ -71,14 +80,21 @@ class SwitchDecision:
         self.ar_steps = 0  # ar steps since the last probe
         self.probe_every = policy.probe_every  # the current probe interval
 
-    def observe(self, ratio: float | None) -> bool:
-        """Fold in the predicted speed-up of specsearch over ar (None: not predictable yet);
-        True when the mode changed."""
+    def observe(self, ratio: float | None, cautious: float | None = None, fresh: bool = True) -> bool:
+        """Fold in the predicted speed-up of specsearch over ar (None: not predictable yet) and the
+        speed-up predicted at the low end of the acceptance interval (``cautious``; default:
+        ``ratio``); ``fresh``: whether drafts were judged since the last prediction (a prediction
+        on no new evidence neither grows nor breaks the streak).  True when the mode changed."""
         if ratio is None:
             self.streak = 0
             return False
+        if not fresh:
+            return False
         m = self.policy.margin
-        against = ratio < 1 - m if self.mode == SPECSEARCH else ratio > 1 + m
+        if self.mode == SPECSEARCH:
+            against = ratio < 1 - m
+        else:
+            against = (ratio if cautious is None else min(ratio, cautious)) > 1 + m
         self.streak = self.streak + 1 if against else 0
         if self.streak < self.policy.patience:
             return False
@@ -110,9 +126,9 @@ class AutoMemory:
     current: list[StepTiming] = field(default_factory=list)  # this search's finished steps
 
     def start_search(self) -> None:
+        # The decision's streak carries over: it counts judged evidence, which stays valid.
         self.past = (self.past + self.current)[-KEEP_STEPS:]
         self.current = []
-        self.decision.streak = 0
 
     def timings(self) -> list[StepTiming]:
         return self.past + self.current
@@ -148,6 +164,16 @@ def predict_ratio(timings: Sequence[StepTiming], thoughts: int) -> tuple[float |
     steps (None until a draft has been judged), and the model it came from."""
     model = CostModel(timings, decay=ACCEPTANCE_DECAY)
     return (model.predict_step(thoughts).ratio if model.ready else None), model
+
+
+def cautious_ratio(model: CostModel, thoughts: int, z: float) -> float | None:
+    """The speed-up ``model`` predicts for specsearch at the low end of its acceptance's Wilson
+    interval at ``z`` (None when it cannot predict)."""
+    if not model.ready:
+        return None
+    low = model.acceptance.wilson(z)[0] if z > 0 else model.acceptance.mean
+    ss = model.specsearch_seconds(thoughts, acceptance=low)
+    return model.ar_seconds(thoughts) / ss if ss > 0 else None
 
 
 class AutoMethod:
@@ -210,7 +236,10 @@ class AutoMethod:
         before = memory.decision.mode
         memory.current = step_timings(state.nodes, state.steps[:-1])
         ratio, model = self.predict(memory.timings(), thoughts)
-        if memory.decision.observe(ratio):
+        last = memory.current[-1] if memory.current else None
+        fresh = last is not None and last.accepted + last.rejected > 0
+        cautious = cautious_ratio(model, thoughts, memory.decision.policy.confidence_z)
+        if memory.decision.observe(ratio, cautious, fresh):
             self._announce(state, depth, before, ratio, model)
 
     def _announce(self, state: SearchState, depth: int, before: str, ratio: float | None, model: CostModel,

@@ -12,6 +12,7 @@ from specsearch.core.api import Solver
 from specsearch.core.auto_method import (
     AR,
     SPECSEARCH,
+    AutoMemory,
     AutoMethod,
     SwitchDecision,
     SwitchPolicy,
@@ -70,6 +71,30 @@ class TestSwitchDecision:
         decision.streak = 0
         assert not decision.observe(1.5) and decision.observe(1.5) and decision.mode == SPECSEARCH
         assert decision.probe_every == 2
+
+    def test_a_prediction_on_no_new_evidence_neither_grows_nor_breaks_the_streak(self):
+        decision = SwitchDecision(SwitchPolicy(margin=0.05, patience=2), start=AR)
+        assert not decision.observe(1.5)  # a probe's drafts judged: streak 1
+        for _ in range(5):  # ar steps in between: the same evidence again
+            assert not decision.observe(1.5, fresh=False)
+            assert not decision.observe(0.5, fresh=False)
+        assert decision.observe(1.5) and decision.mode == SPECSEARCH  # the second probe
+
+    def test_ar_mode_goes_back_only_when_the_cautious_prediction_passes_the_margin(self):
+        decision = SwitchDecision(SwitchPolicy(margin=0.05, patience=2), start=AR)
+        for _ in range(4):  # a gain at the estimate, none at the interval's low end: ar stays
+            assert not decision.observe(1.4, cautious=1.02)
+        assert not decision.observe(1.4, cautious=1.1)
+        assert decision.observe(1.4, cautious=1.1) and decision.mode == SPECSEARCH
+        # in specsearch mode the estimate decides, whatever the low end says
+        assert not decision.observe(0.97, cautious=0.5) and not decision.observe(0.97, cautious=0.5)
+        assert decision.mode == SPECSEARCH
+
+    def test_the_streak_carries_into_the_next_search(self):
+        memory = AutoMemory(SwitchDecision(SwitchPolicy(patience=2), start=AR))
+        assert not memory.decision.observe(1.5)
+        memory.start_search()
+        assert memory.decision.observe(1.5) and memory.decision.mode == SPECSEARCH
 
     def test_reason_names_the_acceptance(self):
         assert switch_reason(AR, 0.6, 0.12) == (
@@ -138,6 +163,29 @@ class TestAutoSearches:
         assert auto.solution == ar.solution
         assert {s.generator for s in auto.steps} == {"ar"} and auto.stats.switches == []
         assert len(predicted) == len(auto.steps) - 1  # asked before every step after the first
+
+
+    def test_in_ar_mode_only_probes_count_towards_going_back(self, tiny, monkeypatch):
+        import specsearch.core.auto_method as auto_method
+
+        monkeypatch.setattr(auto_method, "cautious_ratio", lambda model, thoughts, z: 2.0)
+        fresh = []
+
+        def gain(timings, thoughts):  # drafting always predicted to pay
+            fresh.append(timings[-1].accepted + timings[-1].rejected > 0)
+            return 2.0, predict_ratio(timings, thoughts)[1]
+
+        use_auto(monkeypatch, lambda models, threshold: AutoMethod(models, threshold, SwitchDecision(
+            SwitchPolicy(patience=2, probe_every=2, probe_backoff=1), start=AR), gain))
+        with Solver(small=tiny["draft"], large=tiny["target"], prm=tiny["draft"]) as solver:
+            result = solver.solve(QUESTION, config(max_depth=10, threshold_margin=-1e9, seed=1))
+        gens = [s.generator for s in result.steps]
+        assert len(gens) >= 8, gens
+        # probes at steps 4 and 7; the first makes a streak of one, the ar steps after it add
+        # nothing, the second completes it: specsearch from step 8 on
+        assert gens[:8] == ["ar", "ar", "ar", "specsearch", "ar", "ar", "specsearch", "specsearch"], gens
+        assert fresh[:6] == [False, False, False, True, False, False]
+        assert [(s["step"], s["to_method"]) for s in result.stats.switches] == [(8, "specsearch")]
 
 
 class TestMemoryBetweenSearches:
