@@ -240,22 +240,28 @@ class AutoMethod:
         fresh = last is not None and last.accepted + last.rejected > 0
         cautious = cautious_ratio(model, thoughts, memory.decision.policy.confidence_z)
         if memory.decision.observe(ratio, cautious, fresh):
-            self._announce(state, depth, before, ratio, model)
+            self._announce(state, depth, before, ratio, model, cautious=cautious)
 
     def _announce(self, state: SearchState, depth: int, before: str, ratio: float | None, model: CostModel,
-                  when: str = "") -> None:
+                  when: str = "", cautious: float | None = None) -> None:
         mode = self.decision.mode
         low, high = model.acceptance.wilson()
-        event = MethodSwitched(depth, before, mode, switch_reason(mode, ratio, model.acceptance.mean, when),
+        z = self.decision.policy.confidence_z
+        worst = (model.acceptance.wilson(z)[0], cautious) if cautious is not None and z > 0 else None
+        event = MethodSwitched(depth, before, mode, switch_reason(mode, ratio, model.acceptance.mean, when, worst),
                                ratio, model.acceptance.mean, low, high)
         state.stats.switches.append(event.record())
         state.emit(event)
 
 
-def switch_reason(mode: str, ratio: float | None, acceptance: float, when: str = "") -> str:
+def switch_reason(mode: str, ratio: float | None, acceptance: float, when: str = "",
+                  worst: tuple[float, float] | None = None) -> str:
     """One line: why auto now uses ``mode`` (``when``: where the acceptance was measured, if not
-    in this search)."""
+    in this search; ``worst``: the low end of the acceptance interval and the speed-up predicted
+    there, which decided a switch back to specsearch)."""
     speed = f"specsearch predicted at ×{ratio:.2f} of ar's speed" if ratio is not None else "no prediction"
+    if worst is not None and mode == SPECSEARCH:
+        speed += f", ×{worst[1]:.2f} even at acceptance {worst[0]:.0%}"
     measured = f"acceptance {acceptance:.0%}" + (f" {when}" if when else "")
     if mode == AR:
         return f"{measured}: drafting costs more than it saves ({speed})"

@@ -100,6 +100,9 @@ class TestSwitchDecision:
         assert switch_reason(AR, 0.6, 0.12) == (
             "acceptance 12%: drafting costs more than it saves (specsearch predicted at ×0.60 of ar's speed)")
         assert switch_reason(SPECSEARCH, 1.3, 0.8).startswith("acceptance 80%: drafting saves time again")
+        assert switch_reason(SPECSEARCH, 1.3, 0.8, worst=(0.55, 1.08)) == (
+            "acceptance 80%: drafting saves time again (specsearch predicted at ×1.30 of ar's speed, "
+            "×1.08 even at acceptance 55%)")
         assert switch_reason(AR, 0.5, 0.1, "in earlier searches").startswith(
             "acceptance 10% in earlier searches: drafting costs more")
 
@@ -186,6 +189,7 @@ class TestAutoSearches:
         assert gens[:8] == ["ar", "ar", "ar", "specsearch", "ar", "ar", "specsearch", "specsearch"], gens
         assert fresh[:6] == [False, False, False, True, False, False]
         assert [(s["step"], s["to_method"]) for s in result.stats.switches] == [(8, "specsearch")]
+        assert "(specsearch predicted at ×2.00 of ar's speed, ×2.00 even at acceptance" in result.stats.switches[0]["reason"]
 
 
 class TestMemoryBetweenSearches:
