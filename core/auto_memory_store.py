@@ -49,8 +49,8 @@ def solver_identity(parts: Mapping[str, Any]) -> str:
 def memory_to_dict(memory: AutoMemory) -> dict[str, Any]:
     d = memory.decision
     steps = memory.timings()[-KEEP_STEPS:]
-    return {"mode": d.mode, "ar_steps": d.ar_steps, "probe_every": d.probe_every,
-            "steps": [asdict(s) for s in steps]}
+    return {"mode": d.mode, "ar_steps": d.ar_steps, "probe_every": d.probe_every, "streak": d.streak,
+            "pending": memory.unseen_judged(), "steps": [asdict(s) for s in steps]}
 
 
 def _step_from_dict(raw: Mapping[str, Any]) -> StepTiming:
@@ -71,9 +71,11 @@ def memory_from_dict(raw: Mapping[str, Any]) -> AutoMemory:
     decision = SwitchDecision(start=mode)
     decision.ar_steps = int(raw["ar_steps"])
     decision.probe_every = int(raw["probe_every"])
-    if decision.ar_steps < 0 or decision.probe_every < 0:
+    decision.streak = int(raw.get("streak", 0))  # absent from files written before it was kept
+    if decision.ar_steps < 0 or decision.probe_every < 0 or decision.streak < 0:
         raise ValueError("negative probe counters")
-    return AutoMemory(decision, past=[_step_from_dict(s) for s in raw["steps"]][-KEEP_STEPS:])
+    return AutoMemory(decision, past=[_step_from_dict(s) for s in raw["steps"]][-KEEP_STEPS:],
+                      pending=bool(raw.get("pending", False)))
 
 
 class AutoMemoryStore:

@@ -124,11 +124,26 @@ class AutoMemory:
     decision: SwitchDecision
     past: list[StepTiming] = field(default_factory=list)  # earlier searches' steps, oldest first
     current: list[StepTiming] = field(default_factory=list)  # this search's finished steps
+    seen_steps: int = 0  # steps of ``current`` a prediction has taken in
+    pending: bool = False  # drafts judged in an earlier search that no prediction has taken in
 
     def start_search(self) -> None:
         # The decision's streak carries over: it counts judged evidence, which stays valid.
+        self.pending = self.unseen_judged()
         self.past = (self.past + self.current)[-KEEP_STEPS:]
         self.current = []
+        self.seen_steps = 0
+
+    def unseen_judged(self) -> bool:
+        """Whether drafts were judged since the last prediction (a probe at a search's last
+        step counts at the next search's first prediction)."""
+        return self.pending or any(t.accepted + t.rejected for t in self.current[self.seen_steps:])
+
+    def take_in(self) -> bool:
+        """Mark every finished step as seen by a prediction; True when that brings judged drafts."""
+        fresh = self.unseen_judged()
+        self.seen_steps, self.pending = len(self.current), False
+        return fresh
 
     def timings(self) -> list[StepTiming]:
         return self.past + self.current
@@ -212,7 +227,8 @@ class AutoMethod:
         self.memory.start_search()
         if self.memory.decision.mode == AR and self.memory.past:  # say why this search starts in ar
             ratio, model = self.predict(self.memory.past, thoughts)
-            self._announce(state, depth, SPECSEARCH, ratio, model, "in earlier searches")
+            cautious = cautious_ratio(model, thoughts, self.memory.decision.policy.confidence_z)
+            self._announce(state, depth, SPECSEARCH, ratio, model, "in earlier searches", cautious)
 
     def expand(self, state: SearchState, beams: list[Beam], depth: int) -> list[Candidate]:
         thoughts = len(beams) * state.config.children
@@ -236,8 +252,7 @@ class AutoMethod:
         before = memory.decision.mode
         memory.current = step_timings(state.nodes, state.steps[:-1])
         ratio, model = self.predict(memory.timings(), thoughts)
-        last = memory.current[-1] if memory.current else None
-        fresh = last is not None and last.accepted + last.rejected > 0
+        fresh = memory.take_in()
         cautious = cautious_ratio(model, thoughts, memory.decision.policy.confidence_z)
         if memory.decision.observe(ratio, cautious, fresh):
             self._announce(state, depth, before, ratio, model, cautious=cautious)
@@ -247,7 +262,8 @@ class AutoMethod:
         mode = self.decision.mode
         low, high = model.acceptance.wilson()
         z = self.decision.policy.confidence_z
-        worst = (model.acceptance.wilson(z)[0], cautious) if cautious is not None and z > 0 else None
+        worst = (model.acceptance.wilson(z)[0] if z > 0 else model.acceptance.mean, cautious) \
+            if cautious is not None else None
         event = MethodSwitched(depth, before, mode, switch_reason(mode, ratio, model.acceptance.mean, when, worst),
                                ratio, model.acceptance.mean, low, high)
         state.stats.switches.append(event.record())
@@ -260,9 +276,11 @@ def switch_reason(mode: str, ratio: float | None, acceptance: float, when: str =
     in this search; ``worst``: the low end of the acceptance interval and the speed-up predicted
     there, which decided a switch back to specsearch)."""
     speed = f"specsearch predicted at ×{ratio:.2f} of ar's speed" if ratio is not None else "no prediction"
-    if worst is not None and mode == SPECSEARCH:
-        speed += f", ×{worst[1]:.2f} even at acceptance {worst[0]:.0%}"
     measured = f"acceptance {acceptance:.0%}" + (f" {when}" if when else "")
     if mode == AR:
+        if ratio is not None and ratio >= 1 and worst is not None:  # ar for want of certainty
+            return f"{measured}: drafting not shown to pay ({speed}, ×{worst[1]:.2f} at acceptance {worst[0]:.0%})"
         return f"{measured}: drafting costs more than it saves ({speed})"
+    if worst is not None:
+        speed += f", ×{worst[1]:.2f} even at acceptance {worst[0]:.0%}"
     return f"{measured}: drafting saves time again ({speed})"

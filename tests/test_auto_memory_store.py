@@ -63,8 +63,10 @@ class TestAcrossSolvers:
             live, = [m for m in solver.models("auto").between_searches.values() if isinstance(m, AutoMemory)]
         restored = memory_from_dict(json.loads(json.dumps(memory_to_dict(live))))
         assert restored.timings() == live.timings() and len(restored.timings()) >= 3
-        assert (restored.decision.mode, restored.decision.probe_every, restored.decision.ar_steps) == (
-            live.decision.mode, live.decision.probe_every, live.decision.ar_steps)
+        assert (restored.decision.mode, restored.decision.probe_every, restored.decision.ar_steps,
+                restored.decision.streak) == (live.decision.mode, live.decision.probe_every,
+                                              live.decision.ar_steps, live.decision.streak)
+        assert restored.unseen_judged() == live.unseen_judged()
         assert predict_ratio(restored.timings(), 6)[0] == predict_ratio(live.timings(), 6)[0]
 
 

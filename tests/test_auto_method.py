@@ -20,6 +20,7 @@ from specsearch.core.auto_method import (
     switch_reason,
 )
 from specsearch.core.config import SearchConfig
+from specsearch.core.cost_model import StepTiming
 from specsearch.core.methods import METHODS, Method
 from specsearch.core.tree import SearchResult
 from tiny_models import write_tiny_model
@@ -96,6 +97,18 @@ class TestSwitchDecision:
         memory.start_search()
         assert memory.decision.observe(1.5) and memory.decision.mode == SPECSEARCH
 
+    def test_a_probe_at_a_searchs_last_step_counts_at_the_next_searchs_first_prediction(self):
+        memory = AutoMemory(SwitchDecision(start=AR))
+        memory.current = [StepTiming(1), StepTiming(2, accepted=3, rejected=5)]
+        assert memory.take_in() and not memory.take_in()  # taken in once
+        memory.current.append(StepTiming(3, accepted=1))  # a probe at the last step, no prediction after it
+        memory.start_search()
+        memory.current = [StepTiming(1), StepTiming(2)]
+        assert memory.take_in() and not memory.take_in()
+        memory.start_search()
+        memory.current = [StepTiming(1), StepTiming(2)]
+        assert not memory.take_in()
+
     def test_reason_names_the_acceptance(self):
         assert switch_reason(AR, 0.6, 0.12) == (
             "acceptance 12%: drafting costs more than it saves (specsearch predicted at ×0.60 of ar's speed)")
@@ -103,6 +116,11 @@ class TestSwitchDecision:
         assert switch_reason(SPECSEARCH, 1.3, 0.8, worst=(0.55, 1.08)) == (
             "acceptance 80%: drafting saves time again (specsearch predicted at ×1.30 of ar's speed, "
             "×1.08 even at acceptance 55%)")
+        # ar because the gain is not certain, not because drafting was measured to lose
+        assert switch_reason(AR, 1.19, 0.63, "in earlier searches", worst=(0.45, 0.97)) == (
+            "acceptance 63% in earlier searches: drafting not shown to pay (specsearch predicted at ×1.19 of "
+            "ar's speed, ×0.97 at acceptance 45%)")
+        assert switch_reason(AR, 0.9, 0.3, worst=(0.2, 0.8)).startswith("acceptance 30%: drafting costs more")
         assert switch_reason(AR, 0.5, 0.1, "in earlier searches").startswith(
             "acceptance 10% in earlier searches: drafting costs more")
 
