@@ -57,7 +57,7 @@ class SwitchPolicy:
     margin: float = 0.05
     """Switch only when the predicted speed-up is below 1 - margin (or, in ar mode, above 1 + margin)."""
     patience: int = 2
-    """... for this many steps in a row."""
+    """... for this many predictions in a row, each made on newly judged drafts."""
     confidence_z: float = 1.28
     """In ar mode, the speed-up that counts is the one predicted at the low end of the
     acceptance's Wilson interval at this z (1.28: one-sided 90 %): back to specsearch only
