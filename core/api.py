@@ -101,7 +101,7 @@ class Solver:
         # What generators learn in one search and keep for the next on these models (auto's cost model).
         self._between_searches: dict = {}
         self._memory_store = AutoMemoryStore(auto_memory) if auto_memory is not None else None
-        self._memory_recalled = False
+        self._memory_identity: str | None = None  # set when the file was read, for this Solver's life
         self._memory_saved: dict[str, dict] = {}  # memory_key -> the memory as last read or written
         self._told_no_drafting = False
         self._lock = threading.Lock()  # one search at a time
@@ -304,21 +304,21 @@ class Solver:
                                 "adaptive_draft": self.adaptive_draft})
 
     def _recall_auto_memory(self) -> None:
-        if self._memory_store is None or self._memory_recalled:
+        if self._memory_store is None or self._memory_identity is not None:
             return
-        self._memory_recalled = True
-        for key, memory in self._memory_store.load(self._identity()).items():
+        self._memory_identity = self._identity()
+        for key, memory in self._memory_store.load(self._memory_identity).items():
             self._between_searches.setdefault(key, memory)
             self._memory_saved[key] = memory_to_dict(memory)
 
     def _keep_auto_memory(self) -> None:
-        if self._memory_store is None:
+        if self._memory_store is None or self._memory_identity is None:
             return
         now = {k: memory_to_dict(v) for k, v in self._between_searches.items() if isinstance(v, AutoMemory)}
-        changed = {k: self._between_searches[k] for k, d in now.items() if self._memory_saved.get(k) != d}
+        changed = {k: d for k, d in now.items() if self._memory_saved.get(k) != d}
         try:
-            self._memory_store.save(self._identity(), changed)  # a search by another method changes nothing
-            self._memory_saved.update({k: now[k] for k in changed})
+            self._memory_store.save(self._memory_identity, changed)  # a search by another method changes nothing
+            self._memory_saved.update(changed)
         except OSError as exc:  # a full disk loses the cache, not the answer
             self._notices.append(f"auto's memory was not saved ({self._memory_store.path}: {exc.strerror or exc})")
 
@@ -348,7 +348,7 @@ class Solver:
             self._prm_description = None
             self._speculative_decoder = None
             self._between_searches.clear()
-            self._memory_recalled = False
+            self._memory_identity = None
             self._memory_saved.clear()
             self._told_no_drafting = False
 

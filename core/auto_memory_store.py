@@ -105,16 +105,17 @@ class AutoMemoryStore:
                 continue
         return found
 
-    def save(self, identity: str, memories: Mapping[str, AutoMemory]) -> None:
-        """Write ``memories`` (memory_key -> memory) for ``identity``, keeping other Solvers'
-        entries up to MAX_ENTRIES in all (the most recent); OSError when it cannot be written."""
+    def save(self, identity: str, memories: Mapping[str, dict[str, Any]]) -> None:
+        """Write ``memories`` (memory_key -> memory_to_dict of the memory) for ``identity``, keeping
+        other Solvers' entries up to MAX_ENTRIES in all (the most recent); OSError when it cannot
+        be written."""
         if not memories:
             return
         entries = self._entries()
         now = time.time()
         for key, memory in memories.items():
             name = hashlib.sha256(f"{identity}\n{key}".encode()).hexdigest()[:32]
-            entries[name] = {"identity": identity, "key": key, "saved": now, "memory": memory_to_dict(memory)}
+            entries[name] = {"identity": identity, "key": key, "saved": now, "memory": memory}
         newest = sorted(entries.items(), key=lambda kv: kv[1].get("saved", 0) if isinstance(
             kv[1].get("saved", 0), (int, float)) else 0, reverse=True)[:MAX_ENTRIES]
         atomic_write_json(self.path, {"format": FORMAT, "entries": dict(newest)})

@@ -181,14 +181,14 @@ def predict_ratio(timings: Sequence[StepTiming], thoughts: int) -> tuple[float |
     return (model.predict_step(thoughts).ratio if model.ready else None), model
 
 
-def cautious_ratio(model: CostModel, thoughts: int, z: float) -> float | None:
-    """The speed-up ``model`` predicts for specsearch at the low end of its acceptance's Wilson
-    interval at ``z`` (None when it cannot predict)."""
+def cautious_ratio(model: CostModel, thoughts: int, z: float) -> tuple[float, float] | None:
+    """The low end of ``model``'s acceptance's Wilson interval at ``z`` (0: the estimate) and
+    the speed-up it predicts for specsearch there (None when it cannot predict)."""
     if not model.ready:
         return None
     low = model.acceptance.wilson(z)[0] if z > 0 else model.acceptance.mean
     ss = model.specsearch_seconds(thoughts, acceptance=low)
-    return model.ar_seconds(thoughts) / ss if ss > 0 else None
+    return (low, model.ar_seconds(thoughts) / ss) if ss > 0 else None
 
 
 class AutoMethod:
@@ -227,8 +227,8 @@ class AutoMethod:
         self.memory.start_search()
         if self.memory.decision.mode == AR and self.memory.past:  # say why this search starts in ar
             ratio, model = self.predict(self.memory.past, thoughts)
-            cautious = cautious_ratio(model, thoughts, self.memory.decision.policy.confidence_z)
-            self._announce(state, depth, SPECSEARCH, ratio, model, "in earlier searches", cautious)
+            worst = cautious_ratio(model, thoughts, self.memory.decision.policy.confidence_z)
+            self._announce(state, depth, SPECSEARCH, ratio, model, "in earlier searches", worst)
 
     def expand(self, state: SearchState, beams: list[Beam], depth: int) -> list[Candidate]:
         thoughts = len(beams) * state.config.children
@@ -253,17 +253,15 @@ class AutoMethod:
         memory.current = step_timings(state.nodes, state.steps[:-1])
         ratio, model = self.predict(memory.timings(), thoughts)
         fresh = memory.take_in()
-        cautious = cautious_ratio(model, thoughts, memory.decision.policy.confidence_z)
-        if memory.decision.observe(ratio, cautious, fresh):
-            self._announce(state, depth, before, ratio, model, cautious=cautious)
+        worst = cautious_ratio(model, thoughts, memory.decision.policy.confidence_z)
+        if memory.decision.observe(ratio, worst[1] if worst else None, fresh):
+            self._announce(state, depth, before, ratio, model, worst=worst)
 
     def _announce(self, state: SearchState, depth: int, before: str, ratio: float | None, model: CostModel,
-                  when: str = "", cautious: float | None = None) -> None:
+                  when: str = "", worst: tuple[float, float] | None = None) -> None:
+        """``worst``: cautious_ratio's (acceptance, speed-up), for the reason."""
         mode = self.decision.mode
         low, high = model.acceptance.wilson()
-        z = self.decision.policy.confidence_z
-        worst = (model.acceptance.wilson(z)[0] if z > 0 else model.acceptance.mean, cautious) \
-            if cautious is not None else None
         event = MethodSwitched(depth, before, mode, switch_reason(mode, ratio, model.acceptance.mean, when, worst),
                                ratio, model.acceptance.mean, low, high)
         state.stats.switches.append(event.record())

@@ -107,7 +107,7 @@ class TestBadFiles:
         solve(tiny, path)
         store = AutoMemoryStore(path)
         (entry,) = json.loads(path.read_text())["entries"].values()
-        memory = memory_from_dict(entry["memory"])
+        memory = memory_to_dict(memory_from_dict(entry["memory"]))
         for i in range(MAX_ENTRIES + 5):
             store.save(f"identity-{i}", {"auto:x": memory})
         entries = json.loads(path.read_text())["entries"].values()

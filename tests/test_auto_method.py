@@ -189,7 +189,7 @@ class TestAutoSearches:
     def test_in_ar_mode_only_probes_count_towards_going_back(self, tiny, monkeypatch):
         import specsearch.core.auto_method as auto_method
 
-        monkeypatch.setattr(auto_method, "cautious_ratio", lambda model, thoughts, z: 2.0)
+        monkeypatch.setattr(auto_method, "cautious_ratio", lambda model, thoughts, z: (0.5, 2.0))
         fresh = []
 
         def gain(timings, thoughts):  # drafting always predicted to pay
@@ -207,7 +207,8 @@ class TestAutoSearches:
         assert gens[:8] == ["ar", "ar", "ar", "specsearch", "ar", "ar", "specsearch", "specsearch"], gens
         assert fresh[:6] == [False, False, False, True, False, False]
         assert [(s["step"], s["to_method"]) for s in result.stats.switches] == [(8, "specsearch")]
-        assert "(specsearch predicted at ×2.00 of ar's speed, ×2.00 even at acceptance" in result.stats.switches[0]["reason"]
+        assert "(specsearch predicted at ×2.00 of ar's speed, ×2.00 even at acceptance 50%)" in \
+            result.stats.switches[0]["reason"]
 
 
 class TestMemoryBetweenSearches:
