@@ -37,9 +37,8 @@ from typing import TYPE_CHECKING
 
 from .cost_model import CostModel, StepTiming, step_timings
 from .events import MethodSwitched
-from .generators import AutoRegressive, Models, SpecSearch, SpeculativeSampling, ThoughtGenerator, search_sampling
+from .generators import AutoRegressive, Models, SpecSearch, SpeculativeSampling, ThoughtGenerator, large_writer_for
 from .search_state import Beam, Candidate, SearchState
-from .speculative import SpeculativeDecoder
 from .threshold import Threshold
 
 if TYPE_CHECKING:  # core.config imports this module (through core.methods)
@@ -159,18 +158,6 @@ def memory_key(config: SearchConfig) -> str:
     return "auto:" + json.dumps(settings, sort_keys=True, default=str)
 
 
-def token_drafting_pays(decoder: SpeculativeDecoder | None, greedy: bool, batch: int) -> bool:
-    """Whether the speculative decoder's adaptive-k policy would draft (sps) rather than decode plainly."""
-    if decoder is None or not decoder.policy.adaptive:
-        return False
-    policy = decoder.policy
-    if not greedy:
-        return not policy.drafting_never_pays()
-    if not (policy.draft_cost.known and policy.target_cost.known):
-        return True  # not measured yet: the decoder measures both and falls back by itself
-    return max(range(policy.k_max + 1), key=lambda k: policy.expected_rate(k, batch)) > 0
-
-
 Predictor = Callable[[Sequence[StepTiming], int], "tuple[float | None, CostModel]"]
 
 
@@ -239,8 +226,9 @@ class AutoMethod:
         # A first step is the large model's in specsearch too (it sets β): no use as a probe.
         if self.decision.mode == SPECSEARCH or (len(state.steps) > 1 and self.decision.next_is_probe()):
             return self.specsearch.expand(state, beams, depth)
-        greedy = search_sampling(state).greedy
-        writer = self.plain["sps" if token_drafting_pays(self.models.speculative_decoder, greedy, thoughts) else "ar"]
+        drafting = self.models.speculative_decoder is not None and \
+            large_writer_for(self.models, state, thoughts) is self.models.speculative_decoder
+        writer = self.plain["sps" if drafting else "ar"]
         cands = writer.expand(state, beams, depth)
         # Large-model thoughts keep β current for the next specsearch step.
         self.threshold.observe_large([c.node.score for c in cands if c.node.score is not None])

@@ -8,7 +8,8 @@ sps        the large model writes every child, with token-level
 small      the small model writes every child                      lower bound
 specsearch the small model drafts every child; the PRM scores the
            drafts; those below beta are rejected and rewritten by
-           the large model (with token-level speculative decoding)
+           the large model (with token-level speculative decoding
+           where its adaptive k says it pays, else alone, as in ar)
 
 A large model served over HTTP (core.remote_model) writes alone wherever the
 speculative decoder would: token-level speculation is then its server's.
@@ -76,9 +77,32 @@ def _room(writer: TokenGenerator, beams: list[Beam], children: int) -> int:
 
 
 def _large_writer(models: Models) -> TokenGenerator:
-    """What writes the large model's thoughts: the speculative decoder (the large model
+    """What can write the large model's thoughts: the speculative decoder (the large model
     with token-level drafting), or the large model alone when there is none (it is served)."""
     return models.speculative_decoder or models.large
+
+
+def token_drafting_pays(decoder: SpeculativeDecoder | None, greedy: bool, batch: int) -> bool:
+    """Whether the speculative decoder's adaptive-k policy would draft (sps) rather than decode plainly."""
+    if decoder is None or not decoder.policy.adaptive:
+        return False
+    policy = decoder.policy
+    if not greedy:
+        return not policy.drafting_never_pays()
+    if not (policy.draft_cost.known and policy.target_cost.known):
+        return True  # not measured yet: the decoder measures both and falls back by itself
+    return max(range(policy.k_max + 1), key=lambda k: policy.expected_rate(k, batch)) > 0
+
+
+def large_writer_for(models: Models, state: SearchState, batch: int) -> TokenGenerator:
+    """What writes ``batch`` large-model thoughts inside specsearch and auto: the speculative
+    decoder where token-level drafting pays (or its fixed k was asked for), else the large model
+    alone — the very writer of method ar, so the same step gives ar's tokens exactly (through
+    the decoder, k = 0 rounds read the prompt in other batches and can flip a greedy near-tie)."""
+    decoder = models.speculative_decoder
+    if decoder is None or not decoder.policy.adaptive:
+        return _large_writer(models)
+    return decoder if token_drafting_pays(decoder, search_sampling(state).greedy, batch) else models.large
 
 
 def search_sampling(state: SearchState) -> SamplingParams:
@@ -267,7 +291,7 @@ class SpecSearch:
     def _write_large(self, state: SearchState, jobs: list[tuple[Beam, int]], depth: int) -> GenerateOutput:
         """The large model's thoughts for ``jobs`` (the first step's, or rejected drafts' replacements)."""
         with state.phase("regenerate"):
-            out = _run(state, _large_writer(self.models), jobs, depth,
+            out = _run(state, large_writer_for(self.models, state, len(jobs)), jobs, depth,
                        logprobs=_scores_from_writer(state, self.models.prm, self.models.large))
         state.count_generation("large", out)
         return out

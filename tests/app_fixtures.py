@@ -43,15 +43,19 @@ def async_test(fn):
     return wrapper
 
 
-async def wait_until(pilot, predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
-    """Let the app run until ``predicate()`` is truthy; fail after ``timeout`` seconds."""
+async def wait_until(pilot, predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05,
+                     explain: Callable[[], str] | None = None) -> Any:
+    """Let the app run until ``predicate()`` is truthy; fail after ``timeout`` seconds, with
+    ``explain()`` (what the app was doing) in the message when given."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {getattr(predicate, '__name__', predicate)}")
+            detail = f": {explain()}" if explain is not None else ""
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {getattr(predicate, '__name__', predicate)}{detail}")
         await pilot.pause(interval)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -56,6 +57,27 @@ class TestThresholdExtremes:
             old = spec.node(n.replaces)
             assert old.fate == "rejected" and old.parent_id == n.parent_id and old.depth == n.depth
         assert spec.solution == sps.solution
+
+
+    def test_once_token_drafting_is_measured_not_to_pay_rewrites_are_method_ar_tokens(self, solver):
+        # Greedy: k = 0 rounds of the speculative decoder read the prompt in other batches than
+        # the large model alone, which can flip a near-tie; specsearch's rewrites (and its first
+        # step) then use ar's own writer, so β = +∞ reproduces ar's tree exactly.
+        cfg = dict(temperature=0.0, children=1, beam_width=2, max_depth=3)
+        policy = solver.models("specsearch").speculative_decoder.policy
+        policy.draft_cost.add(1, 1.0)  # drafting one token costs as much as 100 target tokens
+        for n in (1, 4):
+            policy.target_cost.add(n, 0.01 * n)
+        spec = solver.solve(QUESTION, small_config(method="specsearch", threshold_mode="fixed",
+                                                   fixed_beta=math.inf, **cfg))
+        ar = solver.solve(QUESTION, small_config(method="ar", **cfg))
+        assert spec.stats.thoughts_regenerated > 0
+        assert spec.stats.target_passes == 0  # the decoder wrote nothing ...
+        sps = solver.solve(QUESTION, small_config(method="sps", **cfg))
+        assert sps.stats.target_passes > 0  # ... though method sps still goes through it
+        kept = [n for n in spec.nodes if n.fate != "rejected"]
+        fields = ("depth", "text", "n_tokens", "selected", "finished")  # ids differ: drafts have some
+        assert tree_signature(SimpleNamespace(nodes=kept), fields) == tree_signature(ar, fields)
 
 
 class TestThresholdUpdate:
