@@ -4,18 +4,20 @@ Before each step after the first, :class:`AutoMethod` fits core.cost_model's
 CostModel on the search's finished steps (acceptance weighted towards recent
 steps) and asks for the predicted speed-up of specsearch over ar for a step of
 this size.  :class:`SwitchDecision` adds hysteresis: the mode changes only when
-the prediction is past 1 ± ``margin`` for ``patience`` predictions in a row,
-each made on newly judged drafts (a prediction on the same evidence again is no
-second opinion), so noise around 1 does not flap it.  The hysteresis leans to
-ar, which is never slower than itself: specsearch is left when its predicted
-speed-up at the estimated acceptance falls below 1 - margin, and taken back
-only when the speed-up predicted at the low end of the acceptance's interval
-(``confidence_z``) passes 1 + margin.  While in ar mode, every ``probe_every``-th
+the prediction is on the other side of 1 + ``margin`` for ``patience``
+predictions in a row, each made on newly judged drafts (a prediction on the same
+evidence again is no second opinion).  The rule leans to ar, which is never
+slower than itself and writes the large model's own thoughts: specsearch is left
+when its predicted speed-up at the estimated acceptance is below 1 + margin (an
+accepted draft risks the answer, so a gain of a few percent is not worth it), and
+taken back only when the speed-up predicted at the low end of the acceptance's
+interval (``confidence_z``) passes 1 + margin too; the gap between the estimate
+and that low end is the hysteresis that keeps noise from flapping it.  While in ar mode, every ``probe_every``-th
 step is a specsearch step again (a probe), so the acceptance estimate stays current.
 
-In ar mode the large model writes the step, with token-level drafting when the
-speculative decoder's own adaptive-k policy says drafting pays (method sps),
-plainly otherwise (method ar); its scores keep updating β as specsearch's
+In ar mode the large model writes the step as specsearch writes its rewrites
+(core.generators.large_writer_for): with token-level drafting when the speculative
+decoder's adaptive-k policy says it pays (method sps), alone otherwise (method ar); its scores keep updating β as specsearch's
 large-model thoughts would.  Each switch is a MethodSwitched event with its
 reason, also kept in ``SearchStats.switches``.
 
@@ -54,7 +56,8 @@ KEEP_STEPS = 48
 @dataclass(frozen=True)
 class SwitchPolicy:
     margin: float = 0.05
-    """Switch only when the predicted speed-up is below 1 - margin (or, in ar mode, above 1 + margin)."""
+    """specsearch must be predicted this much faster than ar to be kept (below 1 + margin: switch
+    to ar) or taken back (its cautious prediction above 1 + margin)."""
     patience: int = 2
     """... for this many predictions in a row, each made on newly judged drafts."""
     confidence_z: float = 1.28
@@ -89,11 +92,11 @@ class SwitchDecision:
             return False
         if not fresh:
             return False
-        m = self.policy.margin
+        bar = 1 + self.policy.margin
         if self.mode == SPECSEARCH:
-            against = ratio < 1 - m
+            against = ratio < bar
         else:
-            against = (ratio if cautious is None else min(ratio, cautious)) > 1 + m
+            against = (ratio if cautious is None else min(ratio, cautious)) > bar
         self.streak = self.streak + 1 if against else 0
         if self.streak < self.policy.patience:
             return False
@@ -250,22 +253,24 @@ class AutoMethod:
         """``worst``: cautious_ratio's (acceptance, speed-up), for the reason."""
         mode = self.decision.mode
         low, high = model.acceptance.wilson()
-        event = MethodSwitched(depth, before, mode, switch_reason(mode, ratio, model.acceptance.mean, when, worst),
-                               ratio, model.acceptance.mean, low, high)
+        reason = switch_reason(mode, ratio, model.acceptance.mean, when, worst, 1 + self.decision.policy.margin)
+        event = MethodSwitched(depth, before, mode, reason, ratio, model.acceptance.mean, low, high)
         state.stats.switches.append(event.record())
         state.emit(event)
 
 
 def switch_reason(mode: str, ratio: float | None, acceptance: float, when: str = "",
-                  worst: tuple[float, float] | None = None) -> str:
+                  worst: tuple[float, float] | None = None, bar: float = 1.05) -> str:
     """One line: why auto now uses ``mode`` (``when``: where the acceptance was measured, if not
     in this search; ``worst``: the low end of the acceptance interval and the speed-up predicted
-    there, which decided a switch back to specsearch)."""
+    there, which decided a switch back to specsearch; ``bar``: the speed-up specsearch must reach)."""
     speed = f"specsearch predicted at ×{ratio:.2f} of ar's speed" if ratio is not None else "no prediction"
     measured = f"acceptance {acceptance:.0%}" + (f" {when}" if when else "")
     if mode == AR:
-        if ratio is not None and ratio >= 1 and worst is not None:  # ar for want of certainty
+        if ratio is not None and ratio >= bar and worst is not None:  # ar for want of certainty
             return f"{measured}: drafting not shown to pay ({speed}, ×{worst[1]:.2f} at acceptance {worst[0]:.0%})"
+        if ratio is not None and ratio >= 1:  # a gain, but too small for the drafts' risk
+            return f"{measured}: drafting saves too little to risk the answer on drafts ({speed}, below ×{bar:.2f})"
         return f"{measured}: drafting costs more than it saves ({speed})"
     if worst is not None:
         speed += f", ×{worst[1]:.2f} even at acceptance {worst[0]:.0%}"

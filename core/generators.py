@@ -30,7 +30,7 @@ from .prm_window import fit_path
 from .events import ThoughtAccepted, ThoughtDrafted, ThoughtRegenerated, ThoughtRejected, ThoughtScored
 from .sampling import SamplingParams
 from .search_state import Beam, Candidate, SearchState
-from .speculative import SpeculativeDecoder
+from .speculative import AdaptiveDraftLength, SpeculativeDecoder
 from .text import leads_in
 
 if TYPE_CHECKING:  # types only: core.config imports this module (through core.methods), and these import it
@@ -82,11 +82,8 @@ def _large_writer(models: Models) -> TokenGenerator:
     return models.speculative_decoder or models.large
 
 
-def token_drafting_pays(decoder: SpeculativeDecoder | None, greedy: bool, batch: int) -> bool:
-    """Whether the speculative decoder's adaptive-k policy would draft (sps) rather than decode plainly."""
-    if decoder is None or not decoder.policy.adaptive:
-        return False
-    policy = decoder.policy
+def _token_drafting_pays(policy: AdaptiveDraftLength, greedy: bool, batch: int) -> bool:
+    """Whether an adaptive-k policy would draft (sps) rather than decode plainly."""
     if not greedy:
         return not policy.drafting_never_pays()
     if not (policy.draft_cost.known and policy.target_cost.known):
@@ -96,13 +93,14 @@ def token_drafting_pays(decoder: SpeculativeDecoder | None, greedy: bool, batch:
 
 def large_writer_for(models: Models, state: SearchState, batch: int) -> TokenGenerator:
     """What writes ``batch`` large-model thoughts inside specsearch and auto: the speculative
-    decoder where token-level drafting pays (or its fixed k was asked for), else the large model
-    alone — the very writer of method ar, so the same step gives ar's tokens exactly (through
-    the decoder, k = 0 rounds read the prompt in other batches and can flip a greedy near-tie)."""
+    decoder where its adaptive k says token-level drafting pays (or a fixed k was asked for),
+    else the large model alone — method ar's own writer, so the same step gives ar's tokens
+    exactly (through the decoder, greedy k = 0 rounds read the prompt in other batches, which
+    can flip a near-tie)."""
     decoder = models.speculative_decoder
     if decoder is None or not decoder.policy.adaptive:
         return _large_writer(models)
-    return decoder if token_drafting_pays(decoder, search_sampling(state).greedy, batch) else models.large
+    return decoder if _token_drafting_pays(decoder.policy, search_sampling(state).greedy, batch) else models.large
 
 
 def search_sampling(state: SearchState) -> SamplingParams:

@@ -48,10 +48,10 @@ class TestSwitchDecision:
 
     def test_patience_steps_past_the_margin_switch_both_ways(self):
         decision = SwitchDecision(SwitchPolicy(margin=0.05, patience=2))
-        assert not decision.observe(0.96)  # inside the band: not against specsearch
-        assert not decision.observe(0.9)
-        assert decision.observe(0.9) and decision.mode == AR
-        assert not decision.observe(1.04)  # inside the band
+        assert not decision.observe(1.06)  # clears 1 + margin: specsearch stays
+        assert not decision.observe(1.03)  # faster than ar, but not by the margin: against it
+        assert decision.observe(1.03) and decision.mode == AR
+        assert not decision.observe(1.04)  # not past the margin
         assert not decision.observe(1.2)
         assert not decision.observe(0.5)  # streak broken
         assert not decision.observe(1.2)
@@ -88,7 +88,7 @@ class TestSwitchDecision:
         assert not decision.observe(1.4, cautious=1.1)
         assert decision.observe(1.4, cautious=1.1) and decision.mode == SPECSEARCH
         # in specsearch mode the estimate decides, whatever the low end says
-        assert not decision.observe(0.97, cautious=0.5) and not decision.observe(0.97, cautious=0.5)
+        assert not decision.observe(1.07, cautious=0.5) and not decision.observe(1.07, cautious=0.5)
         assert decision.mode == SPECSEARCH
 
     def test_the_streak_carries_into_the_next_search(self):
@@ -121,6 +121,10 @@ class TestSwitchDecision:
             "acceptance 63% in earlier searches: drafting not shown to pay (specsearch predicted at ×1.19 of "
             "ar's speed, ×0.97 at acceptance 45%)")
         assert switch_reason(AR, 0.9, 0.3, worst=(0.2, 0.8)).startswith("acceptance 30%: drafting costs more")
+        # a gain below the bar: not worth the drafts' risk to the answer
+        assert switch_reason(AR, 1.03, 0.4, worst=(0.3, 0.9), bar=1.05) == (
+            "acceptance 40%: drafting saves too little to risk the answer on drafts (specsearch predicted at "
+            "×1.03 of ar's speed, below ×1.05)")
         assert switch_reason(AR, 0.5, 0.1, "in earlier searches").startswith(
             "acceptance 10% in earlier searches: drafting costs more")
 
@@ -153,9 +157,9 @@ class TestAutoSearches:
         assert saved.steps[3].generator == "ar"
 
     def test_acceptance_one_keeps_specsearch(self, tiny, big, monkeypatch):
-        # A wide band: this busy machine's timing noise must not decide; a 3x slower target must.
+        # A low bar (×0.5): this busy machine's timing noise must not decide; a 3x slower target must.
         use_auto(monkeypatch, lambda models, threshold: AutoMethod(models, threshold,
-                                                                  SwitchDecision(SwitchPolicy(margin=0.5))))
+                                                                  SwitchDecision(SwitchPolicy(margin=-0.5))))
         with Solver(small=tiny["draft"], large=big, prm=tiny["draft"]) as solver:
             result = solver.solve(QUESTION, config(threshold_margin=-1e9))
         assert [s.generator for s in result.steps] == ["specsearch"] * len(result.steps)
