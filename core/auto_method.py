@@ -268,6 +268,9 @@ def switch_reason(mode: str, ratio: float | None, acceptance: float, when: str =
     measured = f"acceptance {acceptance:.0%}" + (f" {when}" if when else "")
     if mode == AR:
         if ratio is not None and ratio >= bar and worst is not None:  # ar for want of certainty
+            if worst[1] > bar:  # one try said so; patience wants another
+                return (f"{measured}: drafting looks to pay again ({speed}, ×{worst[1]:.2f} even at acceptance "
+                        f"{worst[0]:.0%}); ar until a next try confirms it")
             return f"{measured}: drafting not shown to pay ({speed}, ×{worst[1]:.2f} at acceptance {worst[0]:.0%})"
         if ratio is not None and ratio >= 1:  # a gain, but too small for the drafts' risk
             return f"{measured}: drafting saves too little to risk the answer on drafts ({speed}, below ×{bar:.2f})"

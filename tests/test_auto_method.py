@@ -121,6 +121,10 @@ class TestSwitchDecision:
             "acceptance 63% in earlier searches: drafting not shown to pay (specsearch predicted at ×1.19 of "
             "ar's speed, ×0.97 at acceptance 45%)")
         assert switch_reason(AR, 0.9, 0.3, worst=(0.2, 0.8)).startswith("acceptance 30%: drafting costs more")
+        # a search that starts in ar one try short of going back says so
+        assert switch_reason(AR, 1.45, 0.64, "in earlier searches", worst=(0.53, 1.23)) == (
+            "acceptance 64% in earlier searches: drafting looks to pay again (specsearch predicted at ×1.45 of "
+            "ar's speed, ×1.23 even at acceptance 53%); ar until a next try confirms it")
         # a gain below the bar: not worth the drafts' risk to the answer
         assert switch_reason(AR, 1.03, 0.4, worst=(0.3, 0.9), bar=1.05) == (
             "acceptance 40%: drafting saves too little to risk the answer on drafts (specsearch predicted at "
