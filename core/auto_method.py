@@ -237,6 +237,12 @@ class AutoMethod:
         self.threshold.observe_large([c.node.score for c in cands if c.node.score is not None])
         return cands
 
+    def finish(self, state: SearchState) -> None:
+        """The search ended: keep every step's timing, the last one's too (no decision came after
+        it, so without this a try at a search's last step would be lost to the next search)."""
+        if self.memory is not None:
+            self.memory.current = step_timings(state.nodes, state.steps)
+
     def _decide(self, state: SearchState, depth: int, thoughts: int) -> None:
         memory = self.memory
         assert memory is not None

@@ -57,6 +57,9 @@ def run_search(
 
     prompt = build_prompt(models, question, config, prefix_steps)
     best = strategy.run(SearchRun(state, generator, threshold, Beam(None, prompt, list(prefix_steps))))
+    finish = getattr(generator, "finish", None)  # a generator that learns across searches (auto) takes in the last step
+    if finish is not None:
+        finish(state)
     result = SearchResult(
         question=question,
         method=config.method,

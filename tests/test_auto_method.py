@@ -240,6 +240,31 @@ class TestMemoryBetweenSearches:
         assert second.stats.switches == [switches[0].record()]
         assert [s.generator for s in other.steps][:3] == ["specsearch"] * 3
 
+    def test_a_try_at_a_searchs_last_step_counts_in_the_next_search(self, tiny, monkeypatch):
+        import specsearch.core.auto_method as auto_method
+
+        monkeypatch.setattr(auto_method, "cautious_ratio", lambda model, thoughts, z: (0.5, 2.0))
+        decision = SwitchDecision(SwitchPolicy(patience=2, probe_every=2, probe_backoff=1), start=AR)
+        use_auto(monkeypatch, lambda models, threshold: AutoMethod(
+            models, threshold, predict=lambda timings, thoughts: (2.0, predict_ratio(timings, thoughts)[1])))
+        with Solver(small=tiny["draft"], large=tiny["target"], prm=tiny["draft"]) as solver:
+            models = solver.models("auto")
+            cfg = config(max_depth=4, threshold_margin=-1e9, seed=1)
+            models.between_searches[auto_method.memory_key(cfg)] = AutoMemory(decision)
+            first = solver.solve(QUESTION, cfg)
+            assert [s.generator for s in first.steps] == ["ar", "ar", "ar", "specsearch"]  # a try at the last step
+            memory = models.between_searches[auto_method.memory_key(cfg)]
+            assert len(memory.current) == 4 and memory.current[-1].accepted > 0  # the last step is kept
+            second = solver.solve(QUESTION, cfg)
+            third = solver.solve(QUESTION, cfg)
+        # Each try is at a search's last step: it counts at the next search's first prediction
+        # (step 2), so the second try completes the streak at the third search's step 2.
+        assert [s.generator for s in second.steps] == ["ar", "ar", "ar", "specsearch"]
+        assert [s["to_method"] for s in second.stats.switches] == ["ar"]  # only why it starts in ar
+        assert [(s["step"], s["to_method"]) for s in third.stats.switches] == [(1, "ar"), (2, "specsearch")]
+        assert [s.generator for s in third.steps] == ["ar", "specsearch", "specsearch", "specsearch"]
+
+
     def test_memory_is_the_solvers_and_closing_forgets_it(self, tiny):
         with Solver(small=tiny["draft"], large=tiny["target"], prm=tiny["draft"]) as solver:
             solver.solve(QUESTION, config(threshold_margin=1e9))
