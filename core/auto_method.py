@@ -12,13 +12,14 @@ when its predicted speed-up at the estimated acceptance is below 1 + margin (an
 accepted draft risks the answer, so a gain of a few percent is not worth it), and
 taken back only when the speed-up predicted at the low end of the acceptance's
 interval (``confidence_z``) passes 1 + margin too; the gap between the estimate
-and that low end is the hysteresis that keeps noise from flapping it.  While in ar mode, every ``probe_every``-th
-step is a specsearch step again (a probe), so the acceptance estimate stays current.
+and that low end is the hysteresis that keeps noise from flapping it.  While in
+ar mode, every ``probe_every``-th step is a specsearch step again (a probe), so
+the acceptance estimate stays current.
 
 In ar mode the large model writes the step as specsearch writes its rewrites
 (core.generators.large_writer_for): with token-level drafting when the speculative
-decoder's adaptive-k policy says it pays (method sps), alone otherwise (method ar); its scores keep updating β as specsearch's
-large-model thoughts would.  Each switch is a MethodSwitched event with its
+decoder's adaptive-k policy says it pays (method sps), alone otherwise (method ar);
+its scores keep updating β as specsearch's large-model thoughts would.  Each switch is a MethodSwitched event with its
 reason, also kept in ``SearchStats.switches``.
 
 What one search learns is kept for the next on the same Solver with the same
