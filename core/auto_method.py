@@ -19,8 +19,9 @@ the acceptance estimate stays current.
 In ar mode the large model writes the step as specsearch writes its rewrites
 (core.generators.large_writer_for): with token-level drafting when the speculative
 decoder's adaptive-k policy says it pays (method sps), alone otherwise (method ar);
-its scores keep updating β as specsearch's large-model thoughts would.  Each switch is a MethodSwitched event with its
-reason, also kept in ``SearchStats.switches``.
+its scores keep updating β as specsearch's large-model thoughts would.  Each
+switch is a MethodSwitched event with its reason, also kept in
+``SearchStats.switches``.
 
 What one search learns is kept for the next on the same Solver with the same
 settings (:class:`AutoMemory`, in ``Models.between_searches``): its mode, probe
@@ -72,6 +73,11 @@ class SwitchPolicy:
     max_probe_every: int = 32
     """... up to this; a switch back to specsearch resets it to probe_every."""
 
+    @property
+    def bar(self) -> float:
+        """The predicted speed-up specsearch must pass to be kept or taken back: 1 + margin."""
+        return 1 + self.margin
+
 
 class SwitchDecision:
     """The mode (specsearch or ar) for the next step, from predicted speed-ups, with hysteresis."""
@@ -93,7 +99,7 @@ class SwitchDecision:
             return False
         if not fresh:
             return False
-        bar = 1 + self.policy.margin
+        bar = self.policy.bar
         if self.mode == SPECSEARCH:
             against = ratio < bar
         else:
@@ -260,14 +266,14 @@ class AutoMethod:
         """``worst``: cautious_ratio's (acceptance, speed-up), for the reason."""
         mode = self.decision.mode
         low, high = model.acceptance.wilson()
-        reason = switch_reason(mode, ratio, model.acceptance.mean, when, worst, 1 + self.decision.policy.margin)
+        reason = switch_reason(mode, ratio, model.acceptance.mean, when, worst, self.decision.policy.bar)
         event = MethodSwitched(depth, before, mode, reason, ratio, model.acceptance.mean, low, high)
         state.stats.switches.append(event.record())
         state.emit(event)
 
 
 def switch_reason(mode: str, ratio: float | None, acceptance: float, when: str = "",
-                  worst: tuple[float, float] | None = None, bar: float = 1.05) -> str:
+                  worst: tuple[float, float] | None = None, bar: float = SwitchPolicy().bar) -> str:
     """One line: why auto now uses ``mode`` (``when``: where the acceptance was measured, if not
     in this search; ``worst``: the low end of the acceptance interval and the speed-up predicted
     there, which decided a switch back to specsearch; ``bar``: the speed-up specsearch must reach)."""

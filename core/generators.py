@@ -30,7 +30,7 @@ from .prm_window import fit_path
 from .events import ThoughtAccepted, ThoughtDrafted, ThoughtRegenerated, ThoughtRejected, ThoughtScored
 from .sampling import SamplingParams
 from .search_state import Beam, Candidate, SearchState
-from .speculative import AdaptiveDraftLength, SpeculativeDecoder
+from .speculative import SpeculativeDecoder
 from .text import leads_in
 
 if TYPE_CHECKING:  # types only: core.config imports this module (through core.methods), and these import it
@@ -82,15 +82,6 @@ def _large_writer(models: Models) -> TokenGenerator:
     return models.speculative_decoder or models.large
 
 
-def _token_drafting_pays(policy: AdaptiveDraftLength, greedy: bool, batch: int) -> bool:
-    """Whether an adaptive-k policy would draft (sps) rather than decode plainly."""
-    if not greedy:
-        return not policy.drafting_never_pays()
-    if not (policy.draft_cost.known and policy.target_cost.known):
-        return True  # not measured yet: the decoder measures both and falls back by itself
-    return max(range(policy.k_max + 1), key=lambda k: policy.expected_rate(k, batch)) > 0
-
-
 def large_writer_for(models: Models, state: SearchState, batch: int) -> TokenGenerator:
     """What writes ``batch`` large-model thoughts inside specsearch and auto: the speculative
     decoder where its adaptive k says token-level drafting pays (or a fixed k was asked for),
@@ -100,7 +91,7 @@ def large_writer_for(models: Models, state: SearchState, batch: int) -> TokenGen
     decoder = models.speculative_decoder
     if decoder is None or not decoder.policy.adaptive:
         return _large_writer(models)
-    return decoder if _token_drafting_pays(decoder.policy, search_sampling(state).greedy, batch) else models.large
+    return decoder if decoder.policy.drafting_pays(search_sampling(state).greedy, batch) else models.large
 
 
 def search_sampling(state: SearchState) -> SamplingParams:

@@ -121,7 +121,7 @@ class AdaptiveDraftLength:
         if not self._plain_measured:
             self._plain_measured = True
             return 0  # second round: measure plain decoding
-        best = max(range(self.k_max + 1), key=lambda k: self.expected_rate(k, n))
+        best = self.best_k(n)
         if best > 0:
             self.probe_factor = 20.0
             self._plain_seconds = 0.0
@@ -138,6 +138,20 @@ class AdaptiveDraftLength:
             self.probe_factor = min(self.probe_factor * 2, 640.0)
             return k
         return 0
+
+    def best_k(self, n: int) -> int:
+        """The draft length with the highest expected rate for ``n`` sequences (0: plain decoding)."""
+        return max(range(self.k_max + 1), key=lambda k: self.expected_rate(k, n))
+
+    def drafting_pays(self, greedy: bool, n: int) -> bool:
+        """Whether this adaptive policy would draft for ``n`` sequences rather than decode plainly
+        (greedy: by the measured costs, True until both are measured, since the decoder measures
+        them itself; sampling: by the static cost model)."""
+        if not greedy:
+            return not self.drafting_never_pays()
+        if not (self.draft_cost.known and self.target_cost.known):
+            return True
+        return self.best_k(n) > 0
 
     def observe_plain(self, seconds: float) -> None:
         self._plain_seconds += seconds
