@@ -94,7 +94,9 @@ def parse_jsonl(text: str, source: str = "<string>") -> list[Problem]:
     """Problems from JSONL text; errors name ``source`` and the 1-based line number."""
     problems: list[Problem] = []
     seen: dict[str, int] = {}
-    for index, line in enumerate(text.splitlines()):
+    # JSONL lines end at "\n" only: str.splitlines would also split inside a string value that
+    # holds U+2028 or another Unicode line break (GSM8K's training file has one).
+    for index, line in enumerate(text.split("\n")):
         lineno = index + 1
         if not line.strip():
             continue

@@ -97,6 +97,15 @@ class TestCustomJsonl:
         (p,) = load_dataset(path)  # a Path works too
         assert (p.id, p.solution) == ("a", r"\boxed{1}")
 
+    def test_unicode_line_breaks_inside_strings(self, tmp_path: Path) -> None:
+        # GSM8K's training file holds a U+2028 inside a solution; only "\n" (and "\r\n") ends a line.
+        texts = ["a\u2028b", "c\u2029d", "e\x85f", "g\x0bh"]
+        lines = [json.dumps({"question": t, "answer": "1"}, ensure_ascii=False) for t in texts]
+        path = tmp_path / "m.jsonl"
+        path.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
+        assert [p.question for p in load_dataset(path)] == texts
+        assert [p.id for p in load_dataset(path)] == ["0", "1", "2", "3"]
+
     def test_n_on_custom_file(self, tmp_path: Path) -> None:
         path = _write(tmp_path / "m.jsonl", [json.dumps({"question": f"q{i}", "answer": str(i)}) for i in range(5)])
         assert [p.answer for p in load_dataset(str(path), n=2)] == ["0", "1"]
