@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from specsearch.core.errors import SpecSearchError
+from specsearch.core.text import jsonl_lines
 
 __all__ = ["DATASETS", "DatasetError", "Problem", "dataset_names", "load_dataset", "parse_jsonl"]
 
@@ -94,12 +95,7 @@ def parse_jsonl(text: str, source: str = "<string>") -> list[Problem]:
     """Problems from JSONL text; errors name ``source`` and the 1-based line number."""
     problems: list[Problem] = []
     seen: dict[str, int] = {}
-    # JSONL lines end at "\n" only: str.splitlines would also split inside a string value that
-    # holds U+2028 or another Unicode line break (GSM8K's training file has one).
-    for index, line in enumerate(text.split("\n")):
-        lineno = index + 1
-        if not line.strip():
-            continue
+    for lineno, line in jsonl_lines(text):
         where = f"{source}, line {lineno}"
         try:
             obj = json.loads(line)
@@ -121,7 +117,7 @@ def parse_jsonl(text: str, source: str = "<string>") -> list[Problem]:
             solution = ""
         if not isinstance(solution, str):
             raise DatasetError(f"{where}: 'solution' must be a string")
-        raw_id = obj.get("id", index)
+        raw_id = obj.get("id", lineno - 1)
         pid = _as_text(raw_id)
         if pid is None or not pid:
             raise DatasetError(f"{where}: 'id' must be a non-empty string or number")

@@ -38,6 +38,7 @@ import numpy as np
 from .errors import SpecSearchError
 from .prm import RewardModel
 from .prm_metrics import F1Result, best_threshold, processbench_f1, step_auroc, step_classes
+from .text import jsonl_lines
 
 __all__ = [
     "HUB_REPO", "HUB_SPLITS", "PACKAGED", "PRMEvaluation", "ProcessBenchError", "ProcessItem",
@@ -131,9 +132,7 @@ def parse_items(text: str, source: str = "<string>") -> list[ProcessItem]:
         located = [(f"{source}, item {i}", row) for i, row in enumerate(rows)]
     elif stripped.startswith("{"):
         located = []
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
+        for lineno, line in jsonl_lines(text):
             try:
                 located.append((f"{source}, line {lineno}", json.loads(line)))
             except json.JSONDecodeError as exc:

@@ -1,6 +1,6 @@
 """Small text helpers shared by the core, the CLI and the TUI: text on one line (prompts,
 display), the brace groups of LaTeX (the arithmetic check and the TUI's math rendering) and
-whether a thought only leads in to the next (the search joins them)."""
+whether a thought only leads in to the next (the search joins them), and the lines of JSON Lines text."""
 
 from __future__ import annotations
 
@@ -10,6 +10,13 @@ import unicodedata
 # Control and format characters (NUL, escape, zero-width joiners, …) would break a line on a
 # terminal or in a prompt as surely as a newline does: they become spaces too.
 _INVISIBLE = ("Cc", "Cf", "Zl", "Zp")
+
+
+def jsonl_lines(text: str) -> list[tuple[int, str]]:
+    """(1-based line number, line) for each non-blank line of JSON Lines text.  A line ends at
+    "\n" only (a "\r" before it is JSON whitespace): str.splitlines would also split inside a
+    string value holding U+2028 or another Unicode line break, as GSM8K's training file does."""
+    return [(i, line) for i, line in enumerate(text.split("\n"), 1) if line.strip()]
 
 
 def one_line(text: str, width: int | None = None) -> str:

@@ -184,6 +184,14 @@ class TestLoadAndSample:
         items = load_process_set(path).items
         assert [it.label for it in items] == [1, -1] and items[0].steps[1] == "2 + 1 = 4"
 
+    def test_json_lines_keep_unicode_line_breaks_inside_strings(self, tmp_path):
+        rows = [row(i, lab) for i, lab in enumerate([0, -1])]
+        rows[0]["steps"][0] = "first\u2028still the first step"
+        path = tmp_path / "x.jsonl"
+        path.write_text("\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\r\n", encoding="utf-8")
+        items = load_process_set(path).items
+        assert len(items) == 2 and items[0].steps[0] == "first\u2028still the first step"
+
     @pytest.mark.parametrize("content, message", [
         ("[{", "invalid JSON"),
         ('[{"id": 1, "problem": "p", "steps": ["a"]}]', "item 0 (id 1): missing field label"),
