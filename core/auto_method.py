@@ -13,8 +13,10 @@ accepted draft risks the answer, so a gain of a few percent is not worth it), an
 taken back only when the speed-up predicted at the low end of the acceptance's
 interval (``confidence_z``) passes 1 + margin too; the gap between the estimate
 and that low end is the hysteresis that keeps noise from flapping it.  While in
-ar mode, every ``probe_every``-th step is a specsearch step again (a probe), so
-the acceptance estimate stays current.
+ar mode, every ``probe_every``-th step is a trial (a probe): the small model drafts
+and the judge scores as in specsearch, so the acceptance estimate stays current,
+but the step's thoughts are still the large model's -- an accepted draft risks
+the answer, and a probe is made where drafting was not shown to pay.
 
 In ar mode the large model writes the step as specsearch writes its rewrites
 (core.generators.large_writer_for): with token-level drafting when the speculative
@@ -67,7 +69,7 @@ class SwitchPolicy:
     acceptance's Wilson interval at this z (1.28: one-sided 90 %): back to specsearch only
     when drafting pays even if the drafts were that bad (0: at the estimate)."""
     probe_every: int = 4
-    """In ar mode, make the step after probe_every ar steps a specsearch step (0: never)."""
+    """In ar mode, make the step after probe_every ar steps a trial (0: never): drafts judged, not used."""
     probe_backoff: int = 2
     """After each probe the interval is multiplied by this (1: a fixed interval) ..."""
     max_probe_every: int = 32
@@ -114,7 +116,7 @@ class SwitchDecision:
         return True
 
     def next_is_probe(self) -> bool:
-        """Whether the next step (in ar mode) is a specsearch probe; counts the step."""
+        """Whether the next step (in ar mode) is a trial of drafting; counts the step."""
         if self.mode != AR:
             return False
         self.ar_steps += 1
@@ -233,9 +235,14 @@ class AutoMethod:
             self._start(state, depth, thoughts)
         elif len(state.steps) > 1:
             self._decide(state, depth, thoughts)
-        # A first step is the large model's in specsearch too (it sets β): no use as a probe.
-        if self.decision.mode == SPECSEARCH or (len(state.steps) > 1 and self.decision.next_is_probe()):
+        if self.decision.mode == SPECSEARCH:
             return self.specsearch.expand(state, beams, depth)
+        # A first step is the large model's in specsearch too (it sets β): no use as a probe.
+        if len(state.steps) > 1 and self.decision.next_is_probe():
+            # A trial: the drafts are judged to measure acceptance but kept out of the beam, so
+            # measuring costs time (the drafting and its scoring) and never the answer.
+            self.specsearch.judge_drafts(state, beams, depth)
+            state.step.trial = True
         drafting = self.models.speculative_decoder is not None and \
             large_writer_for(self.models, state, thoughts) is self.models.speculative_decoder
         writer = self.plain["sps" if drafting else "ar"]

@@ -83,6 +83,7 @@ class StepTiming:
     accepted: int = 0
     rejected: int = 0
     scored_tokens: dict[str, int] = field(default_factory=dict)  # the scored thoughts' tokens, by writer
+    trial: bool = False  # auto's trial: drafts judged, not used; the large model wrote the step's thoughts
 
     @property
     def thought_tokens(self) -> float:
@@ -108,7 +109,7 @@ def step_timings(nodes: Sequence[ThoughtNode], steps: Sequence[StepRecord]) -> l
     for i, record in enumerate(steps):
         step_nodes = _nodes_of(record, steps[i + 1:], nodes) if record.first_node is not None \
             else by_depth.get(record.step, [])
-        timing = StepTiming(record.step, record.generator)
+        timing = StepTiming(record.step, record.generator, trial=record.trial)
         for call in record.calls:
             one = Call(int(call["batch"]), int(call["tokens"]), float(call["seconds"]), int(call.get("prefill", 0)))
             model = call["model"]
@@ -118,7 +119,9 @@ def step_timings(nodes: Sequence[ThoughtNode], steps: Sequence[StepRecord]) -> l
             if written and not record.calls:
                 timing.calls[model] = Call(len(written), sum(n.n_tokens for n in written),
                                            sum(n.seconds for n in written))
-        timing.thoughts = sum(1 for n in step_nodes if n.fate != "regenerated")
+        # Child slots: a draft and its replacement fill one; a trial's drafts fill none.
+        timing.thoughts = sum(1 for n in step_nodes if n.fate != "regenerated"
+                              and not (record.trial and n.source == "small"))
         for model in ("small", "large"):
             scored = [n for n in step_nodes if n.score is not None and n.source == model]
             timing.scored[model] = len(scored)
@@ -253,7 +256,8 @@ class CostModel:
         self.small = DecodeCost(t.calls["small"] for t in self.timings if "small" in t.calls)
         self.large = DecodeCost(t.calls["large"] for t in self.timings if "large" in t.calls)
         # Prompt tokens a rewrite reads per rejected draft (the drafts it continues from were the small model's).
-        rewrites = [t.calls["large"] for t in self.timings if "large" in t.calls and "small" in t.calls]
+        rewrites = [t.calls["large"] for t in self.timings if "large" in t.calls and "small" in t.calls
+                    and not t.trial]
         self.rewrite_prefill = sum(c.prefill for c in rewrites) / max(1, sum(c.batch for c in rewrites))
         self.score_per_draft, self.score_per_large_token = _score_costs(self.timings)
         # An ar step's thoughts are taken as long as this search's thoughts, whoever wrote them.
@@ -333,6 +337,11 @@ class SearchCosts:
     ceiling_seconds: float | None  # every step at draft cost, scoring free (None: no draft measured)
 
 
+def _large_thought_tokens(t: StepTiming) -> float:
+    call = t.calls.get("large")
+    return call.tokens / call.batch if call is not None and call.batch else t.thought_tokens
+
+
 def search_costs(nodes: Sequence[ThoughtNode], steps: Sequence[StepRecord], wall_seconds: float) -> SearchCosts:
     """Predicted ar time and ceiling time of a search that took ``wall_seconds``."""
     timings = step_timings(nodes, steps)
@@ -342,8 +351,9 @@ def search_costs(nodes: Sequence[ThoughtNode], steps: Sequence[StepRecord], wall
     outside = max(0.0, wall_seconds - sum(t.seconds for t in timings))
     # A step the large model wrote whole (specsearch's first, auto's ar steps) is an ar step: as measured.
     # Each drafted step's ar counterpart writes as many thoughts, as long as this step's.
-    predicted_ar = outside + sum(model.ar_seconds(t.thoughts, t.thought_tokens) if "small" in t.calls else t.seconds
-                                 for t in timings)
+    # A trial's ar counterpart is its own large-model call and that call's scoring (its drafting wasted).
+    predicted_ar = outside + sum(model.ar_seconds(t.thoughts, _large_thought_tokens(t) if t.trial else t.thought_tokens)
+                                 if "small" in t.calls else t.seconds for t in timings)
     ceiling = None
     if model.small.known:
         ceiling = outside + sum(model.ceiling_step_seconds(t.thoughts, t.thought_tokens) for t in timings)

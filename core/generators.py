@@ -297,34 +297,11 @@ class SpecSearch:
             return cands
 
         beta = self.threshold.bar
-        with state.phase("draft"):
-            out = _run(state, self.models.small, jobs, depth, logprobs=_scores_from_writer(
-                state, self.models.prm, self.models.small))
-        state.count_generation("small", out)
-        drafts = _candidates(state, jobs, out, depth, "small", "pending")
-        state.stats.thoughts_drafted += len(drafts)
-        for c in drafts:
-            state.emit(ThoughtDrafted(c.node))
-            state.step.drafted.append(c.node.id)
-        _score(state, self.models.prm, drafts, self.models.small)
+        drafts = self._draft_and_judge(state, jobs, depth, beta)
         if state.cancelled:
             return drafts
-
-        rejected_jobs, rejected_ids = [], []
-        for c, job in zip(drafts, jobs):
-            c.node.beta = beta
-            if c.node.score >= beta:
-                c.node.fate = "accepted"
-                state.stats.thoughts_accepted += 1
-                state.step.accepted.append(c.node.id)
-                state.emit(ThoughtAccepted(c.node.id, c.node.score, beta))
-            else:
-                c.node.fate = "rejected"
-                rejected_jobs.append(job)
-                rejected_ids.append(c.node.id)
-                state.stats.thoughts_rejected += 1
-                state.step.rejected.append(c.node.id)
-                state.emit(ThoughtRejected(c.node.id, c.node.score, beta))
+        rejected_ids = [c.node.id for c in drafts if c.node.fate == "rejected"]
+        rejected_jobs = [job for c, job in zip(drafts, jobs) if c.node.fate == "rejected"]
 
         regenerated: list[Candidate] = []
         if rejected_jobs and not state.cancelled:
@@ -346,3 +323,40 @@ class SpecSearch:
             elif c.node.id in replacement:
                 out_cands.append(replacement[c.node.id])
         return out_cands
+
+    def judge_drafts(self, state: SearchState, beams: list[Beam], depth: int) -> None:
+        """Draft and judge a child for every job, only to measure acceptance (auto's trial step):
+        the drafts stay in the tree with the judge's verdict, and the step's thoughts are written
+        by the caller, so no draft can enter the beam."""
+        if self.threshold.beta is None:
+            return
+        self._draft_and_judge(state, _all_jobs(state, beams), depth, self.threshold.bar)
+
+    def _draft_and_judge(self, state: SearchState, jobs: list[tuple[Beam, int]], depth: int,
+                         beta: float) -> list[Candidate]:
+        """The small model's drafts for ``jobs``, scored, each accepted (score >= beta) or rejected."""
+        with state.phase("draft"):
+            out = _run(state, self.models.small, jobs, depth, logprobs=_scores_from_writer(
+                state, self.models.prm, self.models.small))
+        state.count_generation("small", out)
+        drafts = _candidates(state, jobs, out, depth, "small", "pending")
+        state.stats.thoughts_drafted += len(drafts)
+        for c in drafts:
+            state.emit(ThoughtDrafted(c.node))
+            state.step.drafted.append(c.node.id)
+        _score(state, self.models.prm, drafts, self.models.small)
+        if state.cancelled:
+            return drafts
+        for c in drafts:
+            c.node.beta = beta
+            if c.node.score >= beta:
+                c.node.fate = "accepted"
+                state.stats.thoughts_accepted += 1
+                state.step.accepted.append(c.node.id)
+                state.emit(ThoughtAccepted(c.node.id, c.node.score, beta))
+            else:
+                c.node.fate = "rejected"
+                state.stats.thoughts_rejected += 1
+                state.step.rejected.append(c.node.id)
+                state.emit(ThoughtRejected(c.node.id, c.node.score, beta))
+        return drafts

@@ -96,6 +96,8 @@ class StepRecord:
     visits: dict[int, int] = field(default_factory=dict)
     values: dict[int, float] = field(default_factory=dict)
     generator: str = ""  # the method whose generator wrote the step (auto switches between them)
+    # auto's trial: drafts were judged only to measure acceptance; the step's thoughts are the large model's
+    trial: bool = False
     # each generate call of the step: model (small/large), batch, tokens, prefill (prompt tokens
     # not served from the KV cache), seconds -- what core.cost_model fits
     calls: list[dict[str, Any]] = field(default_factory=list)

@@ -34,6 +34,11 @@ def config(**kw) -> SearchConfig:
     return SearchConfig(**base)
 
 
+def step_kind(step) -> str:
+    """What wrote a step: its generator, or "trial" for auto's measuring step (drafts judged, not used)."""
+    return "trial" if step.trial else step.generator
+
+
 def use_auto(monkeypatch, make) -> None:
     """Method auto, made by ``make(models, threshold)`` for this test only."""
     monkeypatch.setitem(METHODS, "auto", Method("auto", make, ("small", "large"), "auto (test)"))
@@ -194,6 +199,32 @@ class TestAutoSearches:
         assert len(predicted) == len(auto.steps) - 1  # asked before every step after the first
 
 
+    def test_trials_measure_drafts_but_never_change_the_answer(self, tiny, monkeypatch):
+        # ar mode with a trial every other step, and a bar every draft passes: the trials judge
+        # drafts (all accepted) yet the tree's beam, and so the answer, are method ar's exactly.
+        use_auto(monkeypatch, lambda models, threshold: AutoMethod(models, threshold, SwitchDecision(
+            SwitchPolicy(probe_every=1, probe_backoff=1), start=AR), lambda timings, thoughts: (
+                0.0, predict_ratio(timings, thoughts)[1])))
+        with Solver(small=tiny["draft"], large=tiny["target"], prm=tiny["draft"], batch_invariant=True) as solver:
+            auto = solver.solve(QUESTION, config(threshold_margin=-1e9))
+            ar = solver.solve(QUESTION, config(method="ar", threshold_margin=-1e9))
+        kinds = [step_kind(s) for s in auto.steps]
+        assert kinds.count("trial") >= 2 and "specsearch" not in kinds, kinds
+        tried = [n for n in auto.nodes if n.source == "small"]
+        assert tried and all(n.fate == "accepted" and not n.selected for n in tried)
+        assert auto.stats.thoughts_accepted == len(tried)
+
+        def beam(result):
+            return [(n.depth, n.text, n.selected, n.finished) for n in result.nodes if n.source == "large"]
+
+        assert beam(auto) == beam(ar) and auto.solution == ar.solution
+        # The cost model sees each trial as a step of as many child slots as ar's, with its drafts judged.
+        from specsearch.core.cost_model import step_timings
+        timings = step_timings(auto.nodes, auto.steps)
+        trial_timings = [t for t in timings if t.trial]
+        assert trial_timings and all(t.accepted == t.thoughts == t.calls["large"].batch > 0 and "small" in t.calls
+                                     for t in trial_timings)
+
     def test_in_ar_mode_only_probes_count_towards_going_back(self, tiny, monkeypatch):
         import specsearch.core.auto_method as auto_method
 
@@ -208,11 +239,11 @@ class TestAutoSearches:
             SwitchPolicy(patience=2, probe_every=2, probe_backoff=1), start=AR), gain))
         with Solver(small=tiny["draft"], large=tiny["target"], prm=tiny["draft"]) as solver:
             result = solver.solve(QUESTION, config(max_depth=10, threshold_margin=-1e9, seed=1))
-        gens = [s.generator for s in result.steps]
+        gens = [step_kind(s) for s in result.steps]
         assert len(gens) >= 8, gens
-        # probes at steps 4 and 7; the first makes a streak of one, the ar steps after it add
+        # trials at steps 4 and 7; the first makes a streak of one, the ar steps after it add
         # nothing, the second completes it: specsearch from step 8 on
-        assert gens[:8] == ["ar", "ar", "ar", "specsearch", "ar", "ar", "specsearch", "specsearch"], gens
+        assert gens[:8] == ["ar", "ar", "ar", "trial", "ar", "ar", "trial", "specsearch"], gens
         assert fresh[:6] == [False, False, False, True, False, False]
         assert [(s["step"], s["to_method"]) for s in result.stats.switches] == [(8, "specsearch")]
         assert "(specsearch predicted at ×2.00 of ar's speed, ×2.00 even at acceptance 50%)" in \
@@ -233,9 +264,9 @@ class TestMemoryBetweenSearches:
         assert [(e.step, e.from_method, e.to_method) for e in switches] == [(1, "specsearch", "ar")]
         assert switches[0].reason.startswith(f"acceptance {switches[0].acceptance:.0%} in earlier searches: "
                                              "drafting costs more than it saves")
-        gens = [s.generator for s in second.steps]
-        assert len(gens) >= 6 and gens[0] == "ar"
-        probes = [i for i, g in enumerate(gens) if g == "specsearch"]
+        gens = [step_kind(s) for s in second.steps]
+        assert len(gens) >= 6 and gens[0] == "ar" and "specsearch" not in gens
+        probes = [i for i, g in enumerate(gens) if g == "trial"]
         assert len(probes) <= 1, gens  # the probe interval carried over from the first search
         assert second.stats.switches == [switches[0].record()]
         assert [s.generator for s in other.steps][:3] == ["specsearch"] * 3
@@ -252,14 +283,14 @@ class TestMemoryBetweenSearches:
             cfg = config(max_depth=4, threshold_margin=-1e9, seed=1)
             models.between_searches[auto_method.memory_key(cfg)] = AutoMemory(decision)
             first = solver.solve(QUESTION, cfg)
-            assert [s.generator for s in first.steps] == ["ar", "ar", "ar", "specsearch"]  # a try at the last step
+            assert [step_kind(s) for s in first.steps] == ["ar", "ar", "ar", "trial"]  # a try at the last step
             memory = models.between_searches[auto_method.memory_key(cfg)]
             assert len(memory.current) == 4 and memory.current[-1].accepted > 0  # the last step is kept
             second = solver.solve(QUESTION, cfg)
             third = solver.solve(QUESTION, cfg)
         # Each try is at a search's last step: it counts at the next search's first prediction
         # (step 2), so the second try completes the streak at the third search's step 2.
-        assert [s.generator for s in second.steps] == ["ar", "ar", "ar", "specsearch"]
+        assert [step_kind(s) for s in second.steps] == ["ar", "ar", "ar", "trial"]
         assert [s["to_method"] for s in second.stats.switches] == ["ar"]  # only why it starts in ar
         assert [(s["step"], s["to_method"]) for s in third.stats.switches] == [(1, "ar"), (2, "specsearch")]
         assert [s.generator for s in third.steps] == ["ar", "specsearch", "specsearch", "specsearch"]
