@@ -114,6 +114,9 @@ class TextPrinter:
             kept = ", ".join(f"#{i} ({self.scores.get(i, 0):.2f})" for i in event.selected_ids)
             done = f"; finished {', '.join(f'#{i}' for i in event.finished_ids)}" if event.finished_ids else ""
             self.say(f"  ★ kept {kept}{done}")
+        elif isinstance(event, ev.DraftsTried):
+            self.say(f"  ⇄ auto: a trial at step {event.step}: drafts judged to measure acceptance, not kept; "
+                     "the large model writes the step")
         elif isinstance(event, ev.MethodSwitched):
             self.say(f"  ⇄ auto: {event.from_method} → {event.to_method} from step {event.step}: {event.reason}")
         elif isinstance(event, ev.SearchFinished):

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .cost_model import CostModel, StepTiming, step_timings
-from .events import MethodSwitched
+from .events import DraftsTried, MethodSwitched
 from .generators import AutoRegressive, Models, SpecSearch, SpeculativeSampling, ThoughtGenerator, large_writer_for
 from .search_state import Beam, Candidate, SearchState
 from .threshold import Threshold
@@ -241,6 +241,7 @@ class AutoMethod:
         if len(state.steps) > 1 and self.decision.next_is_probe():
             # A trial: the drafts are judged to measure acceptance but kept out of the beam, so
             # measuring costs time (the drafting and its scoring) and never the answer.
+            state.emit(DraftsTried(depth))
             self.specsearch.judge_drafts(state, beams, depth)
             state.step.trial = True
         drafting = self.models.speculative_decoder is not None and \

@@ -129,6 +129,14 @@ class MethodSwitched(SearchEvent):
 
 
 @dataclass(frozen=True)
+class DraftsTried(SearchEvent):
+    """auto, in ar mode: this step's drafts are judged only to measure acceptance (a trial);
+    the large model writes the thoughts the beam keeps."""
+
+    step: int
+
+
+@dataclass(frozen=True)
 class StatsUpdated(SearchEvent):
     stats: "SearchStats"
 

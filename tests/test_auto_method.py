@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
 
 from specsearch.cli.main import main
+from specsearch.cli.solve_cmd import TextPrinter
 from specsearch.core import events as ev
 from specsearch.core.api import Solver
 from specsearch.core.auto_method import (
@@ -205,11 +207,20 @@ class TestAutoSearches:
         use_auto(monkeypatch, lambda models, threshold: AutoMethod(models, threshold, SwitchDecision(
             SwitchPolicy(probe_every=1, probe_backoff=1), start=AR), lambda timings, thoughts: (
                 0.0, predict_ratio(timings, thoughts)[1])))
+        events = []
         with Solver(small=tiny["draft"], large=tiny["target"], prm=tiny["draft"], batch_invariant=True) as solver:
-            auto = solver.solve(QUESTION, config(threshold_margin=-1e9))
+            auto = solver.solve(QUESTION, config(threshold_margin=-1e9), on_event=events.append)
             ar = solver.solve(QUESTION, config(method="ar", threshold_margin=-1e9))
         kinds = [step_kind(s) for s in auto.steps]
         assert kinds.count("trial") >= 2 and "specsearch" not in kinds, kinds
+        # Each trial is announced (solve prints it), at its step.
+        tried_steps = [e.step for e in events if isinstance(e, ev.DraftsTried)]
+        assert tried_steps == [s.step for s in auto.steps if s.trial]
+        out = io.StringIO()
+        printer = TextPrinter(out)
+        for e in events:
+            printer.handle(e)
+        assert out.getvalue().count("auto: a trial at step") == len(tried_steps)
         tried = [n for n in auto.nodes if n.source == "small"]
         assert tried and all(n.fate == "accepted" and not n.selected for n in tried)
         assert auto.stats.thoughts_accepted == len(tried)
