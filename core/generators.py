@@ -325,7 +325,7 @@ class SpecSearch:
         return out_cands
 
     def judge_drafts(self, state: SearchState, beams: list[Beam], depth: int) -> None:
-        """Draft and judge a child for every job, only to measure acceptance (auto's trial step):
+        """Draft and judge a thought for every child of ``beams``, only to measure acceptance (a trial):
         the drafts stay in the tree with the judge's verdict, and the step's thoughts are written
         by the caller, so no draft can enter the beam."""
         if self.threshold.beta is None:
