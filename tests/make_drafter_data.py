@@ -31,6 +31,8 @@ import re
 from fractions import Fraction
 from pathlib import Path
 
+from specsearch.core.text import jsonl_lines
+
 NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?!\w)")  # not the 6 of "6c"
 LIST_MARKER = re.compile(r"(?m)^\s*(?:Step\s*)?\d+[.):]\s")
 # Operands a correct step may bring in without the question or reference writing them.
@@ -109,7 +111,7 @@ def main() -> None:
                 problems[row["id"]] = row
     items, unlocated = [], 0
     for run in map(Path, args.runs):
-        for line in (run / "results.jsonl").read_text(encoding="utf-8").splitlines():
+        for _, line in jsonl_lines((run / "results.jsonl").read_text(encoding="utf-8")):
             rec = json.loads(line)
             tree_file = run / "trees" / f"{rec['id']}__{rec['method']}.json"
             if rec["id"] not in problems or not tree_file.exists():
