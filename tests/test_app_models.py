@@ -92,7 +92,8 @@ class TestPull:
             table.move_cursor(row=row)
             await wait_until(pilot, lambda: table.cursor_row == row)
             await pilot.press("p")
-            # CI once timed out here (not reproduced): say where the pull stood if it does again.
+            # If the pull does not end, say where it stood (in CI a reload once moved the cursor and the pull
+            # took the catalog's first row: TestReloadKeepsTheHighlight).
             await wait_until(pilot, lambda: screen.transfer is None and screen.local, timeout=60, explain=lambda: (
                 f"transfer {screen.transfer!r}, status {str(screen.query_one('#transfer-status').render())!r}, "
                 f"notices {[n.message for n in app._notifications]}, hub requests {hub.requests}"))
@@ -195,3 +196,30 @@ class TestServedModelsListed:
             await pilot.press("l")  # a served row is not a registry entry: nothing is set
             await pilot.pause()
             assert Registry.load().defaults()["large"] is None
+
+
+class TestReloadKeepsTheHighlight:
+    @async_test
+    async def test_a_reload_leaves_both_cursors_on_the_same_models(self, app_models):
+        from specsearch.app.messages import RegistryRead
+
+        app = make_app(None, start_mode="models")
+        async with app.run_test(size=(140, 45)) as pilot:
+            screen = await manager_with_draft(pilot, app, app_models["small"])
+            await import_model(pilot, screen, app_models["large"])
+            await highlight(pilot, screen, "target")
+            catalog_table = screen.query_one("#catalog-table")
+            names = [c.name for c in screen.catalog_items]
+            catalog_table.move_cursor(row=3)
+            await wait_until(pilot, lambda: catalog_table.cursor_row == 3)
+            local_table = screen.query_one("#local-table")
+            target_row = local_table.cursor_row
+            assert target_row > 0 and names[3] != names[0]  # row 0 is where a cleared table's cursor lands
+
+            # A reload as the registry worker posts it (on every resume, import, pull and delete):
+            # rows are rebuilt, and the pull (p) or default (s/l/r) keys must still act on the highlighted model.
+            registry = Registry.load()
+            screen._registry_read(RegistryRead(registry, tuple(registry.entries()), {}))
+            assert [e.name for e in screen.local][local_table.cursor_row] == "target"
+            assert screen.catalog_items[catalog_table.cursor_row].name == names[3]
+            assert local_table.cursor_row == target_row and catalog_table.cursor_row == 3

@@ -63,6 +63,13 @@ def offload_labels(entries: list[Any], loaded: dict[str, Offload]) -> dict[str, 
     return out
 
 
+def highlighted_key(table: DataTable) -> Any | None:
+    """The key of the row under ``table``'s cursor, or None when it has no rows."""
+    if not table.row_count:
+        return None
+    return table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+
+
 class ModelsScreen(Screen):
     BINDINGS = [
         Binding("s", "set_default('small')", "Small"),
@@ -144,6 +151,9 @@ class ModelsScreen(Screen):
     def _registry_read(self, message: RegistryRead) -> None:
         local = self.query_one("#local-table", DataTable)
         cat = self.query_one("#catalog-table", DataTable)
+        # A reload (every screen resume, each import, pull or delete) must not move the user's highlight: an action
+        # taken right after it would act on another model (CI once pulled the catalog's first row instead).
+        highlighted = {table: highlighted_key(table) for table in (local, cat)}
         local.clear()
         cat.clear()
         banner = self.query_one("#models-banner", Static)
@@ -163,6 +173,9 @@ class ModelsScreen(Screen):
             local.add_row(Text(name), "", "served", "–", "", "remote", Text(served.base_url), key=f"served:{name}")
         for c in self.catalog_items:
             cat.add_row(Text(c.name), c.role, c.family, human_bytes(c.size_bytes), Text(c.notes), key=c.name)
+        for table, key in highlighted.items():
+            if key is not None and key in table.rows:
+                table.move_cursor(row=table.get_row_index(key), animate=False)
         if problem:
             banner.update(Text(f"⚠ {problem}"))
         else:
