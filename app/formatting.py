@@ -77,7 +77,8 @@ def visits_value(node: ThoughtNode) -> str:
 def node_label(node: ThoughtNode, on_best_path: bool = False, width: int = 60) -> str:
     """'✓★ 0.82 ≥β0.61 [small] #4 The total is…' (MCTS: '… 0.82 n=3 v=0.74 [small] …')"""
     marks = node_symbols(node) + (BEST if on_best_path else "") + (FLAGGED if node.flag else "")
-    parts = [marks, score_beta(node), visits_value(node), f"[{node.source}]", f"#{node.id}"]
+    parts = [marks, score_beta(node), visits_value(node), f"[{node.source}]", f"#{node.id}",
+             "(trial, not kept)" if node.trial else ""]
     parts = [p for p in parts if p]
     if node.fate == "regenerated" and node.replaces is not None:
         parts.append(f"(for #{node.replaces})")
@@ -93,6 +94,11 @@ def explain(node: ThoughtNode, nodes: Mapping[int, ThoughtNode], beam_width: int
     if node.flag:
         lines.append(f"{FLAGGED} {node.flag}: the arithmetic check marked this step wrong, whatever the "
                      "reward model thought.")
+    if node.trial:
+        verdict = "≥" if node.fate == "accepted" else "<"
+        lines.append(f"auto's trial: the small model drafted this step and the judge scored it {s} {verdict} β {b}, "
+                     "only to measure how often drafts pass; the large model wrote the thoughts the beam keeps.")
+        return " ".join(lines)
     if node.fate == "accepted":
         lines.append(f"The small model drafted this step; its PRM score {s} ≥ β {b}, "
                      "so the draft was kept without asking the large model.")
@@ -160,6 +166,14 @@ def switches_text(switches: list[dict]) -> str:
     return f"step {last.get('step')}: {last.get('from_method')} → {last.get('to_method')}, {last.get('reason')}{more}"
 
 
+def trials_text(stats: SearchStats) -> str | None:
+    """auto's trials: how many of their drafts the judge accepted (None: no trial)."""
+    judged = stats.trial_drafts_accepted + stats.trial_drafts_rejected
+    if not judged:
+        return None
+    return f"{stats.trial_drafts_accepted}/{judged} ({fmt_rate(stats.trial_acceptance_rate)}), judged only, not kept"
+
+
 def stats_rows(method: str, stats: SearchStats, elapsed: float | None = None,
                baseline_seconds: float | None = None) -> list[tuple[str, str]]:
     """(label, value) rows of the statistics panel."""
@@ -169,6 +183,11 @@ def stats_rows(method: str, stats: SearchStats, elapsed: float | None = None,
         ("thoughts accepted", f"{stats.thoughts_accepted}/{judged} ({fmt_rate(stats.thought_acceptance_rate)})"
          if judged else "–"),
         ("regenerated", str(stats.thoughts_regenerated)),
+    ]
+    trials = trials_text(stats)
+    if trials:
+        rows.append(("trial drafts accepted", trials))
+    rows += [
         ("draft tokens accepted", f"{stats.tokens_accepted}/{stats.tokens_drafted} ({fmt_rate(stats.token_acceptance_rate)})"
          if stats.tokens_drafted else "–"),
         ("tokens", " · ".join(f"{m} {stats.tokens.get(m, 0)}" for m in ("small", "large"))),

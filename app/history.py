@@ -277,6 +277,8 @@ def _run_markdown(run: SearchResult, heading: bool) -> list[str]:
     rate = stats.thought_acceptance_rate
     if rate is not None:
         parts.append(f"thoughts accepted {rate:.0%}")
+    if stats.trial_acceptance_rate is not None:
+        parts.append(f"trial drafts accepted {stats.trial_acceptance_rate:.0%} (judged only, not kept)")
     lines += [f"Stats ({run.method}): " + ", ".join(parts) + ("; cancelled" if run.cancelled else ""), ""]
     legend = ", ".join(f"{sym} {name}" for name, sym in FATE_SYMBOLS.items())
     lines += [f"<sub>{legend}</sub>", ""] if path else []

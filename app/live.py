@@ -93,6 +93,9 @@ class LiveSearch:
         elif isinstance(e, ev.StatsUpdated):
             self.stats = e.stats
             self.stats_changed = True
+        elif isinstance(e, ev.DraftsTried):
+            if self.steps:
+                self.steps[-1].trial = True
         elif isinstance(e, ev.MethodSwitched):  # shown now, not after the step's statistics
             self.stats = dataclasses.replace(self.stats, switches=self.stats.switches + [e.record()])
             self.stats_changed = True

@@ -137,6 +137,9 @@ class TextPrinter:
         if s.thought_acceptance_rate is not None:
             parts.append(f"thoughts accepted {s.thoughts_accepted}/{s.thoughts_accepted + s.thoughts_rejected} "
                          f"({s.thought_acceptance_rate:.0%})")
+        if s.trial_acceptance_rate is not None:
+            parts.append(f"trial drafts accepted {s.trial_drafts_accepted}/"
+                         f"{s.trial_drafts_accepted + s.trial_drafts_rejected} ({s.trial_acceptance_rate:.0%}, not kept)")
         if s.token_acceptance_rate is not None:
             parts.append(f"draft tokens accepted {s.token_acceptance_rate:.0%}")
         if s.predicted_speedup is not None and r.method != "ar":

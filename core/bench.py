@@ -82,6 +82,8 @@ CSV_COLUMNS = (
     "token_acceptance_rate",
     "thoughts_accepted",
     "thoughts_rejected",
+    "trial_drafts_accepted",
+    "trial_drafts_rejected",
     "tokens_drafted",
     "tokens_accepted",
     "tokens_small",
@@ -121,6 +123,7 @@ class MethodSummary:
     speedup_vs_ar: float | None  # measured
     thought_acceptance_rate: float | None  # pooled: sum accepted / sum judged
     token_acceptance_rate: float | None  # pooled: sum accepted / sum drafted
+    trial_acceptance_rate: float | None = None  # auto's trials (drafts judged, never kept), pooled
     mean_phase_seconds: dict[str, float] = field(default_factory=dict)
     mean_tokens_small: float | None = None
     mean_tokens_large: float | None = None
@@ -145,6 +148,7 @@ class MethodSummary:
             "captured_fraction": self.captured_fraction,
             "thought_acceptance_rate": self.thought_acceptance_rate,
             "token_acceptance_rate": self.token_acceptance_rate,
+            "trial_acceptance_rate": self.trial_acceptance_rate,
             "mean_phase_seconds": dict(self.mean_phase_seconds),
             "mean_tokens_small": self.mean_tokens_small,
             "mean_tokens_large": self.mean_tokens_large,
@@ -198,6 +202,8 @@ def make_record(problem: Problem, method: str, result: SearchResult,
         "token_acceptance_rate": stats.token_acceptance_rate,
         "thoughts_accepted": int(stats.thoughts_accepted),
         "thoughts_rejected": int(stats.thoughts_rejected),
+        "trial_drafts_accepted": int(stats.trial_drafts_accepted),  # auto's trials: judged, never kept
+        "trial_drafts_rejected": int(stats.trial_drafts_rejected),
         "tokens_drafted": int(stats.tokens_drafted),
         "tokens_accepted": int(stats.tokens_accepted),
         "tokens_small": int(stats.tokens.get("small", 0)),
@@ -312,6 +318,8 @@ def summarize(
 
         accepted = sum(int(r.get("thoughts_accepted") or 0) for r in recs)
         judged = accepted + sum(int(r.get("thoughts_rejected") or 0) for r in recs)
+        trial_accepted = sum(int(r.get("trial_drafts_accepted") or 0) for r in recs)
+        trial_judged = trial_accepted + sum(int(r.get("trial_drafts_rejected") or 0) for r in recs)
         tok_drafted = sum(int(r.get("tokens_drafted") or 0) for r in recs)
         tok_accepted = sum(int(r.get("tokens_accepted") or 0) for r in recs)
 
@@ -330,6 +338,7 @@ def summarize(
             speedup_vs_ar=speedup,
             thought_acceptance_rate=accepted / judged if judged else None,
             token_acceptance_rate=tok_accepted / tok_drafted if tok_drafted else None,
+            trial_acceptance_rate=trial_accepted / trial_judged if trial_judged else None,
             mean_phase_seconds=mean_phases,
             mean_tokens_small=_mean([float(r.get("tokens_small") or 0) for r in recs]),
             mean_tokens_large=_mean([float(r.get("tokens_large") or 0) for r in recs]),
@@ -536,6 +545,9 @@ def format_table(summary: BenchSummary | Mapping[str, Any]) -> str:
         }
     header = ("method", "n", "accuracy", "mean latency", "speed-up vs ar", "predicted", "ceiling", "captured",
               "thought acc.", "token acc.")
+    trials = any(s.get("trial_acceptance_rate") is not None for s in rows_in.values())
+    if trials:  # auto's trials: a column only where some method made them
+        header += ("trial acc.",)
     rows = [header]
     for method, s in rows_in.items():
         rows.append(
@@ -550,7 +562,7 @@ def format_table(summary: BenchSummary | Mapping[str, Any]) -> str:
                 _fmt(s.get("captured_fraction"), "pct"),
                 _fmt(s.get("thought_acceptance_rate"), "pct"),
                 _fmt(s.get("token_acceptance_rate"), "pct"),
-            )
+            ) + ((_fmt(s.get("trial_acceptance_rate"), "pct"),) if trials else ())
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
 

@@ -87,9 +87,11 @@ class StepTiming:
 
     @property
     def thought_tokens(self) -> float:
-        """Mean tokens of the step's thoughts, whoever wrote them."""
-        batch = sum(c.batch for c in self.calls.values())
-        return sum(c.tokens for c in self.calls.values()) / batch if batch else 0.0
+        """Mean tokens of the step's thoughts, whoever wrote them (a trial's: the large model's, the
+        thoughts it kept; its judged drafts are not the step's thoughts)."""
+        calls = [self.calls["large"]] if self.trial and "large" in self.calls else list(self.calls.values())
+        batch = sum(c.batch for c in calls)
+        return sum(c.tokens for c in calls) / batch if batch else 0.0
 
     @property
     def seconds(self) -> float:
@@ -337,11 +339,6 @@ class SearchCosts:
     ceiling_seconds: float | None  # every step at draft cost, scoring free (None: no draft measured)
 
 
-def _large_thought_tokens(t: StepTiming) -> float:
-    call = t.calls.get("large")
-    return call.tokens / call.batch if call is not None and call.batch else t.thought_tokens
-
-
 def search_costs(nodes: Sequence[ThoughtNode], steps: Sequence[StepRecord], wall_seconds: float) -> SearchCosts:
     """Predicted ar time and ceiling time of a search that took ``wall_seconds``."""
     timings = step_timings(nodes, steps)
@@ -352,8 +349,8 @@ def search_costs(nodes: Sequence[ThoughtNode], steps: Sequence[StepRecord], wall
     # A step the large model wrote whole (specsearch's first, auto's ar steps) is an ar step: as measured.
     # Each drafted step's ar counterpart writes as many thoughts, as long as this step's.
     # A trial's ar counterpart is its own large-model call and that call's scoring (its drafting wasted).
-    predicted_ar = outside + sum(model.ar_seconds(t.thoughts, _large_thought_tokens(t) if t.trial else t.thought_tokens)
-                                 if "small" in t.calls else t.seconds for t in timings)
+    predicted_ar = outside + sum(model.ar_seconds(t.thoughts, t.thought_tokens) if "small" in t.calls else t.seconds
+                                 for t in timings)
     ceiling = None
     if model.small.known:
         ceiling = outside + sum(model.ceiling_step_seconds(t.thoughts, t.thought_tokens) for t in timings)

@@ -330,18 +330,21 @@ class SpecSearch:
         by the caller, so no draft can enter the beam."""
         if self.threshold.beta is None:
             return
-        self._draft_and_judge(state, _all_jobs(state, beams), depth, self.threshold.bar)
+        self._draft_and_judge(state, _all_jobs(state, beams), depth, self.threshold.bar, trial=True)
 
     def _draft_and_judge(self, state: SearchState, jobs: list[tuple[Beam, int]], depth: int,
-                         beta: float) -> list[Candidate]:
-        """The small model's drafts for ``jobs``, scored, each accepted (score >= beta) or rejected."""
+                         beta: float, trial: bool = False) -> list[Candidate]:
+        """The small model's drafts for ``jobs``, scored, each accepted (score >= beta) or rejected
+        (a trial's verdicts are counted apart: they decide nothing in the tree)."""
         with state.phase("draft"):
             out = _run(state, self.models.small, jobs, depth, logprobs=_scores_from_writer(
                 state, self.models.prm, self.models.small))
         state.count_generation("small", out)
         drafts = _candidates(state, jobs, out, depth, "small", "pending")
-        state.stats.thoughts_drafted += len(drafts)
+        if not trial:
+            state.stats.thoughts_drafted += len(drafts)
         for c in drafts:
+            c.node.trial = trial
             state.emit(ThoughtDrafted(c.node))
             state.step.drafted.append(c.node.id)
         _score(state, self.models.prm, drafts, self.models.small)
@@ -351,12 +354,18 @@ class SpecSearch:
             c.node.beta = beta
             if c.node.score >= beta:
                 c.node.fate = "accepted"
-                state.stats.thoughts_accepted += 1
+                if trial:
+                    state.stats.trial_drafts_accepted += 1
+                else:
+                    state.stats.thoughts_accepted += 1
                 state.step.accepted.append(c.node.id)
                 state.emit(ThoughtAccepted(c.node.id, c.node.score, beta))
             else:
                 c.node.fate = "rejected"
-                state.stats.thoughts_rejected += 1
+                if trial:
+                    state.stats.trial_drafts_rejected += 1
+                else:
+                    state.stats.thoughts_rejected += 1
                 state.step.rejected.append(c.node.id)
                 state.emit(ThoughtRejected(c.node.id, c.node.score, beta))
         return drafts

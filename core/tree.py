@@ -52,6 +52,7 @@ class ThoughtNode:
     prm_trimmed: bool = False  # the PRM read a shortened path: the whole one did not fit its context
     visits: int | None = None  # MCTS: how often the search passed through it (None: not an MCTS search)
     value: float | None = None  # MCTS: the mean of the values backed up through it
+    trial: bool = False  # auto's trial: a draft judged only to measure acceptance, never a beam candidate
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -127,6 +128,9 @@ class SearchStats:
     thoughts_drafted: int = 0
     thoughts_accepted: int = 0
     thoughts_rejected: int = 0
+    # auto's trials: drafts judged only to measure acceptance, never kept (not in the counts above)
+    trial_drafts_accepted: int = 0
+    trial_drafts_rejected: int = 0
     thoughts_regenerated: int = 0
     tokens_drafted: int = 0  # token-level speculative decoding
     tokens_accepted: int = 0
@@ -158,6 +162,11 @@ class SearchStats:
         return self.thoughts_accepted / judged if judged else None
 
     @property
+    def trial_acceptance_rate(self) -> float | None:
+        judged = self.trial_drafts_accepted + self.trial_drafts_rejected
+        return self.trial_drafts_accepted / judged if judged else None
+
+    @property
     def token_acceptance_rate(self) -> float | None:
         return self.tokens_accepted / self.tokens_drafted if self.tokens_drafted else None
 
@@ -168,6 +177,7 @@ class SearchStats:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["thought_acceptance_rate"] = self.thought_acceptance_rate
+        out["trial_acceptance_rate"] = self.trial_acceptance_rate
         out["token_acceptance_rate"] = self.token_acceptance_rate
         out["tokens_per_second"] = {m: self.tokens_per_second(m) for m in ("small", "large")}
         out["predicted_speedup"] = self.predicted_speedup

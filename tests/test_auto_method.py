@@ -222,8 +222,23 @@ class TestAutoSearches:
             printer.handle(e)
         assert out.getvalue().count("auto: a trial at step") == len(tried_steps)
         tried = [n for n in auto.nodes if n.source == "small"]
-        assert tried and all(n.fate == "accepted" and not n.selected for n in tried)
-        assert auto.stats.thoughts_accepted == len(tried)
+        assert tried and all(n.fate == "accepted" and not n.selected and n.trial for n in tried)
+        # Counted apart: no thought of this search was a draft the search kept.
+        s = auto.stats
+        assert (s.trial_drafts_accepted, s.trial_drafts_rejected) == (len(tried), 0) and s.trial_acceptance_rate == 1.0
+        assert (s.thoughts_accepted, s.thoughts_rejected, s.thoughts_drafted) == (0, 0, 0)
+        assert s.thought_acceptance_rate is None
+        # What the user reads: the statistics panel and the tree, built from the events as the TUI builds them.
+        from specsearch.app.formatting import node_label, stats_rows
+        from specsearch.app.live import LiveSearch
+        live = LiveSearch()
+        live.apply(events)
+        rows = dict(stats_rows("auto", live.stats))
+        assert rows["thoughts accepted"] == "–"
+        assert rows["trial drafts accepted"] == f"{len(tried)}/{len(tried)} (100%), judged only, not kept"
+        assert all("(trial, not kept)" in node_label(live.nodes[n.id]) for n in tried)
+        assert [st.trial for st in live.steps] == [st.trial for st in auto.steps]
+        assert not any("trial" in node_label(n) for n in auto.nodes if n.source == "large")
 
         def beam(result):
             return [(n.depth, n.text, n.selected, n.finished) for n in result.nodes if n.source == "large"]

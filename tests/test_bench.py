@@ -398,3 +398,39 @@ class TestEachRunStartsCold:
             assert len(firsts) == 3, firsts
             (model, prefill), = set(firsts.values())  # the same, for every method
             assert model == "large" and prefill > 10
+
+
+class TestTrialsCountedApart:
+    """auto's trials (drafts judged only to measure acceptance) have their own counts and column."""
+
+    @staticmethod
+    def solver(problem: Problem, method: str) -> SearchResult:
+        if method != "auto":
+            return make_result(problem, method)
+        result = make_result(problem, "ar")  # auto in ar mode: the large model wrote every kept thought
+        trials = {"p0": (3, 1), "p1": (0, 4), "p2": (0, 0)}[problem.id]
+        result.stats.trial_drafts_accepted, result.stats.trial_drafts_rejected = trials
+        result.method = "auto"
+        return result
+
+    def test_records_summary_and_table(self, tmp_path: Path) -> None:
+        summary = run_benchmark(PROBLEMS, ["ar", "specsearch", "auto"], self.solver, tmp_path)
+        auto = {r["id"]: r for r in _lines(tmp_path) if r["method"] == "auto"}
+        assert (auto["p0"]["trial_drafts_accepted"], auto["p0"]["trial_drafts_rejected"]) == (3, 1)
+        assert auto["p0"]["thoughts_accepted"] == 0 and auto["p0"]["thought_acceptance_rate"] is None
+        assert summary["auto"].trial_acceptance_rate == pytest.approx(3 / 8)  # pooled over p0 and p1
+        assert summary["auto"].thought_acceptance_rate is None
+        assert summary["specsearch"].trial_acceptance_rate is None
+        lines = format_table(summary).splitlines()
+        assert lines[0].endswith("trial acc.")
+        assert next(line for line in lines if line.startswith("auto")).endswith("37.5%")
+        assert next(line for line in lines if line.startswith("specsearch")).endswith("-")
+        data = json.loads((tmp_path / "summary.json").read_text())
+        assert data["auto"]["trial_acceptance_rate"] == pytest.approx(3 / 8)
+        assert format_table(data) == format_table(summary)
+        csv_header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
+        assert {"trial_drafts_accepted", "trial_drafts_rejected"} <= set(csv_header)
+
+    def test_no_trials_no_column(self, tmp_path: Path) -> None:
+        summary = run_benchmark(PROBLEMS, METHODS, CountingSolver(), tmp_path)
+        assert "trial acc." not in format_table(summary)

@@ -201,6 +201,26 @@ class TestFromTree:
         assert (model.score_per_draft, model.score_per_large_token) == pytest.approx(((0.3 - 9 * per_token) / 2,
                                                                                       per_token))
 
+    def test_a_trial_step_is_priced_by_the_thoughts_it_kept(self):
+        # auto's trial at step 2: two drafts of 30 tokens judged (not kept), the large model writes both thoughts
+        # (6 tokens each).  Its length is the large model's thoughts', in the ar counterpart and the ceiling alike.
+        nodes = [node(0, 1, "large", "generated", 10, 1.0), node(1, 1, "large", "generated", 14, 1.0),
+                 node(2, 2, "small", "accepted", 30, 0.5), node(3, 2, "small", "rejected", 30, 0.5),
+                 node(4, 2, "large", "generated", 6, 0.5), node(5, 2, "large", "generated", 6, 0.5)]
+        steps = [StepRecord(1, None, phase_seconds={"score": 0.2, "select": 0.01}, generator="ar", first_node=0),
+                 StepRecord(2, 0.5, accepted=[2], rejected=[3], phase_seconds={"score": 0.3, "select": 0.01},
+                            generator="ar", first_node=2, trial=True)]
+        t1, t2 = step_timings(nodes, steps)
+        assert t2.trial and t2.thoughts == 2 and (t2.accepted, t2.rejected) == (1, 1)
+        assert t2.thought_tokens == pytest.approx(6.0)  # not (60 + 12) / 4: the drafts were not the step's thoughts
+        model = CostModel([t1, t2])
+        wall = 6.0
+        outside = wall - t1.seconds - t2.seconds
+        costs = search_costs(nodes, steps, wall)
+        assert costs.predicted_ar_seconds == pytest.approx(outside + t1.seconds + model.ar_seconds(2, 6.0))
+        assert costs.ceiling_seconds == pytest.approx(outside + model.ceiling_step_seconds(2, 12.0)
+                                                      + model.ceiling_step_seconds(2, 6.0))
+
     def test_steps_at_one_depth_split_its_nodes_by_first_node(self):
         # MCTS: two expansions at depth 2 (nodes 2-3, then 4-5), each its own step
         nodes = [node(0, 1, "large", "generated", 10, 1.0), node(1, 1, "large", "generated", 14, 1.0),
