@@ -87,6 +87,7 @@ class TestPull:
             await wait_until(pilot, lambda: app.current_mode == "models")
             screen = app.screen
             table = screen.query_one("#catalog-table")
+            await wait_until(pilot, lambda: table.row_count == len(catalog()))  # the registry read has filled it
             table.focus()
             row = [c.name for c in screen.catalog_items].index(entry.name)
             table.move_cursor(row=row)

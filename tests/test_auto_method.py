@@ -229,7 +229,7 @@ class TestAutoSearches:
         assert (s.thoughts_accepted, s.thoughts_rejected, s.thoughts_drafted) == (0, 0, 0)
         assert s.thought_acceptance_rate is None
         # What the user reads: the statistics panel and the tree, built from the events as the TUI builds them.
-        from specsearch.app.formatting import node_label, stats_rows
+        from specsearch.app.formatting import explain, node_label, stats_rows
         from specsearch.app.live import LiveSearch
         live = LiveSearch()
         live.apply(events)
@@ -238,6 +238,7 @@ class TestAutoSearches:
         assert rows["trial drafts accepted"] == f"{len(tried)}/{len(tried)} (100%), judged only, not kept"
         assert all("(trial, not kept)" in node_label(live.nodes[n.id]) for n in tried)
         assert [st.trial for st in live.steps] == [st.trial for st in auto.steps]
+        assert explain(tried[0], live.nodes).startswith("auto's trial: the small model drafted this step")
         assert not any("trial" in node_label(n) for n in auto.nodes if n.source == "large")
 
         def beam(result):
