@@ -222,6 +222,8 @@ class TestAutoSearches:
             printer.handle(e)
         assert out.getvalue().count("auto: a trial at step") == len(tried_steps)
         tried = [n for n in auto.nodes if n.source == "small"]
+        assert f"trial drafts accepted {len(tried)}/{len(tried)} (100%, not kept)" in out.getvalue()
+        assert "thoughts accepted" not in out.getvalue()
         assert tried and all(n.fate == "accepted" and not n.selected and n.trial for n in tried)
         # Counted apart: no thought of this search was a draft the search kept.
         s = auto.stats
