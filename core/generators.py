@@ -352,20 +352,9 @@ class SpecSearch:
             return drafts
         for c in drafts:
             c.node.beta = beta
-            if c.node.score >= beta:
-                c.node.fate = "accepted"
-                if trial:
-                    state.stats.trial_drafts_accepted += 1
-                else:
-                    state.stats.thoughts_accepted += 1
-                state.step.accepted.append(c.node.id)
-                state.emit(ThoughtAccepted(c.node.id, c.node.score, beta))
-            else:
-                c.node.fate = "rejected"
-                if trial:
-                    state.stats.trial_drafts_rejected += 1
-                else:
-                    state.stats.thoughts_rejected += 1
-                state.step.rejected.append(c.node.id)
-                state.emit(ThoughtRejected(c.node.id, c.node.score, beta))
+            accepted = c.node.score >= beta
+            c.node.fate = "accepted" if accepted else "rejected"
+            state.stats.count_verdict(accepted, trial)
+            (state.step.accepted if accepted else state.step.rejected).append(c.node.id)
+            state.emit((ThoughtAccepted if accepted else ThoughtRejected)(c.node.id, c.node.score, beta))
         return drafts

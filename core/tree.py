@@ -161,6 +161,15 @@ class SearchStats:
         judged = self.thoughts_accepted + self.thoughts_rejected
         return self.thoughts_accepted / judged if judged else None
 
+    def count_verdict(self, accepted: bool, trial: bool) -> None:
+        """Count one judged draft: the search's own, or a trial's (judged only, never kept)."""
+        if trial:
+            self.trial_drafts_accepted += accepted
+            self.trial_drafts_rejected += not accepted
+        else:
+            self.thoughts_accepted += accepted
+            self.thoughts_rejected += not accepted
+
     @property
     def trial_acceptance_rate(self) -> float | None:
         judged = self.trial_drafts_accepted + self.trial_drafts_rejected
