@@ -12,7 +12,8 @@ does the bookkeeping:
   one given (``prm``), is run again too (the newer line wins).  Each line
   records the reward model (``"prm"``: kind, model, head, arithmetic check).
 * ``summary.json`` (method -> numbers, written atomically: accuracy, latency,
-  the measured ``speedup_vs_ar`` and the cost model's ``predicted_speedup``,
+  the measured ``speedup_vs_ar``, the same per token of kept thoughts
+  ``speedup_per_token`` (equal work), and the cost model's ``predicted_speedup``,
   ``ceiling_speedup`` and ``captured_fraction``), ``results.csv`` and
   ``plot.png`` (accuracy vs latency; time per phase); ``curve.png`` when a
   method ran at several values of one search option (``bench_variants``).
@@ -88,6 +89,7 @@ CSV_COLUMNS = (
     "tokens_accepted",
     "tokens_small",
     "tokens_large",
+    "kept_tokens",
     "cancelled",
     "prm",  # the reward model's one-line label (core.prm_info.prm_label)
 )
@@ -135,6 +137,10 @@ class MethodSummary:
     predicted_speedup: float | None = None
     ceiling_speedup: float | None = None
     captured_fraction: float | None = None
+    # Measured per token of the thoughts each search kept (pooled over the problems ar has too):
+    # the speed-up on equal work, which is what the cost model predicts, since it prices ar on the
+    # search's own tree; speedup_vs_ar / this is what a shorter or longer tree than ar's added.
+    speedup_per_token: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -143,6 +149,7 @@ class MethodSummary:
             "accuracy": self.accuracy,
             "mean_latency_s": self.mean_latency_s,
             "speedup_vs_ar": self.speedup_vs_ar,
+            "speedup_per_token": self.speedup_per_token,
             "predicted_speedup": self.predicted_speedup,
             "ceiling_speedup": self.ceiling_speedup,
             "captured_fraction": self.captured_fraction,
@@ -211,6 +218,9 @@ def make_record(problem: Problem, method: str, result: SearchResult,
         "phase_seconds": {k: float(v) for k, v in stats.phase_seconds.items()},
         "model_seconds": {k: float(v) for k, v in stats.model_seconds.items()},  # generation time per model role
         "remote": {role: dict(r) for role, r in stats.remote.items()},  # served models: requests, seconds, split
+        # tokens of the thoughts the search kept (not rejected or trial drafts): per token, a speed-up
+        # compares equal work, which is what the cost model predicts
+        "kept_tokens": sum(n.n_tokens for n in result.nodes if n.fate != "rejected" and not n.trial),
         "predicted_ar_s": stats.predicted_ar_seconds,  # the cost model's (core.cost_model)
         "ceiling_s": stats.ceiling_seconds,
         "predicted_speedup": stats.predicted_speedup,
@@ -300,6 +310,7 @@ def summarize(
         by_method.setdefault(method, []).append(rec)
     order = list(methods) if methods is not None else sorted(by_method)
     ar_latency = {str(r["id"]): float(r.get("latency_s") or 0.0) for r in by_method.get("ar", [])}
+    ar_records = {str(r["id"]): r for r in by_method.get("ar", [])}
 
     out: dict[str, MethodSummary] = {}
     for method in order:
@@ -344,9 +355,22 @@ def summarize(
             mean_tokens_large=_mean([float(r.get("tokens_large") or 0) for r in recs]),
             n_cancelled=sum(1 for r in recs if r.get("cancelled")),
             prm=_common_prm(recs),
+            speedup_per_token=_speedup_per_token(common, ar_records),
             **_predicted(recs, speedup),
         )
     return out
+
+
+def _speedup_per_token(records: list[Mapping[str, Any]], ar: Mapping[str, Mapping[str, Any]]) -> float | None:
+    """ar's seconds per kept token / the method's, pooled over the problems both recorded kept
+    tokens for (records older than ``kept_tokens`` have none)."""
+    pairs = [(ar[str(r["id"])], r) for r in records if r.get("kept_tokens") and ar[str(r["id"])].get("kept_tokens")]
+    if not pairs:
+        return None
+    def per_token(recs: list[Mapping[str, Any]]) -> float:
+        return sum(float(r.get("latency_s") or 0.0) for r in recs) / sum(int(r["kept_tokens"]) for r in recs)
+    method_rate = per_token([m for _, m in pairs])
+    return per_token([a for a, _ in pairs]) / method_rate if method_rate > 0 else None
 
 
 def _predicted(records: list[Mapping[str, Any]], measured: float | None) -> dict[str, float | None]:
@@ -543,7 +567,8 @@ def format_table(summary: BenchSummary | Mapping[str, Any]) -> str:
         rows_in = {
             m: (s.to_dict() if isinstance(s, MethodSummary) else dict(s)) for m, s in summary.items()
         }
-    header = ("method", "n", "accuracy", "mean latency", "speed-up vs ar", "predicted", "ceiling", "captured",
+    header = ("method", "n", "accuracy", "mean latency", "speed-up vs ar", "per token", "predicted", "ceiling",
+              "captured",
               "thought acc.", "token acc.")
     trials = any(s.get("trial_acceptance_rate") is not None for s in rows_in.values())
     if trials:  # auto's trials: a column only where some method made them
@@ -557,6 +582,7 @@ def format_table(summary: BenchSummary | Mapping[str, Any]) -> str:
                 _fmt(s.get("accuracy"), "pct"),
                 _fmt(s.get("mean_latency_s"), "sec"),
                 _fmt(s.get("speedup_vs_ar"), "x"),
+                _fmt(s.get("speedup_per_token"), "x"),
                 _fmt(s.get("predicted_speedup"), "x"),
                 _fmt(s.get("ceiling_speedup"), "x"),
                 _fmt(s.get("captured_fraction"), "pct"),

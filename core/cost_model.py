@@ -12,7 +12,8 @@ accepted/rejected drafts; a record older than ``calls`` is read from its nodes
   constant seconds per generated token), and the mean tokens of a thought;
 * PRM scoring time: per draft scored (a PRM on the small model reads a draft from
   its cache) and per token of a large-model thought scored (read anew, so its
-  cost grows with the thought's length), least squares over the steps;
+  cost grows with the thought's length), least squares over the steps after a
+  search's first (whose scoring also reads the question);
 * the fixed per-step overhead (the select phase);
 * the drafts' acceptance rate p as a Beta(1, 1) posterior over the judged drafts
   (older judgements weigh ``decay`` less per later step that judged drafts),
@@ -37,8 +38,10 @@ numbers out.
 
 Limits: the large model's rewrites (speculative decoding, which on a CPU with
 sampling decodes plainly) and plain ar decoding share one "large" cost; an ar
-search is assumed to take the same steps, with thoughts as long as this
-search's (whoever wrote them).
+search is assumed to take the same steps, with thoughts as long as the ones
+this search kept (whoever wrote them): ``bench``'s speed-up per kept token is the
+measured figure to hold the prediction against, its speed-up the one users get
+(a search that drafts can end in fewer or more steps than ar's).
 """
 
 from __future__ import annotations
@@ -84,14 +87,14 @@ class StepTiming:
     rejected: int = 0
     scored_tokens: dict[str, int] = field(default_factory=dict)  # the scored thoughts' tokens, by writer
     trial: bool = False  # auto's trial: drafts judged, not used; the large model wrote the step's thoughts
+    kept_tokens: int = 0  # tokens of the thoughts the step kept (``thoughts`` of them), whoever wrote them
 
     @property
     def thought_tokens(self) -> float:
-        """Mean tokens of the step's thoughts, whoever wrote them (a trial's: the large model's, the
-        thoughts it kept; its judged drafts are not the step's thoughts)."""
-        calls = [self.calls["large"]] if self.trial and "large" in self.calls else list(self.calls.values())
-        batch = sum(c.batch for c in calls)
-        return sum(c.tokens for c in calls) / batch if batch else 0.0
+        """Mean tokens of the thoughts the step kept, whoever wrote them: a rejected draft, or a
+        trial's judged draft, is not one of the step's thoughts, and its length is not the length
+        an ar step would write."""
+        return self.kept_tokens / self.thoughts if self.thoughts else 0.0
 
     @property
     def seconds(self) -> float:
@@ -121,9 +124,10 @@ def step_timings(nodes: Sequence[ThoughtNode], steps: Sequence[StepRecord]) -> l
             if written and not record.calls:
                 timing.calls[model] = Call(len(written), sum(n.n_tokens for n in written),
                                            sum(n.seconds for n in written))
-        # Child slots: a draft and its replacement fill one; a trial's drafts fill none.
-        timing.thoughts = sum(1 for n in step_nodes if n.fate != "regenerated"
-                              and not (record.trial and n.source == "small"))
+        # The thoughts the step kept, one per child slot: a rejected draft's replacement fills its
+        # slot; a trial's drafts fill none.
+        kept = [n for n in step_nodes if n.fate != "rejected" and not (record.trial and n.source == "small")]
+        timing.thoughts, timing.kept_tokens = len(kept), sum(n.n_tokens for n in kept)
         for model in ("small", "large"):
             scored = [n for n in step_nodes if n.score is not None and n.source == model]
             timing.scored[model] = len(scored)
@@ -262,9 +266,9 @@ class CostModel:
                     and not t.trial]
         self.rewrite_prefill = sum(c.prefill for c in rewrites) / max(1, sum(c.batch for c in rewrites))
         self.score_per_draft, self.score_per_large_token = _score_costs(self.timings)
-        # An ar step's thoughts are taken as long as this search's thoughts, whoever wrote them.
-        thoughts = self.small.thoughts + self.large.thoughts
-        self.thought_tokens = (self.small.tokens + self.large.tokens) / thoughts if thoughts else 0.0
+        # A step's thoughts are taken as long as the thoughts this search kept, whoever wrote them.
+        kept = sum(t.thoughts for t in self.timings)
+        self.thought_tokens = sum(t.kept_tokens for t in self.timings) / kept if kept else 0.0
         self.overhead = (sum(t.overhead_seconds for t in self.timings) / len(self.timings)) if self.timings else 0.0
         accepted = rejected = 0.0
         for t in self.timings:  # older judgements weigh decay less per later step that judged drafts
@@ -320,14 +324,27 @@ def _score_costs(timings: Sequence[StepTiming]) -> tuple[float, float]:
     """Seconds to score one draft, and one token of a large-model thought: least squares of
     each step's scoring time on its drafts scored and its large-model tokens scored (a reward
     model on the small model reads its own drafts from its cache, the large model's thoughts
-    anew, token by token).  When that is not identifiable or gives a negative cost, every
-    thought is priced like a large one, per token (pooled)."""
+    anew, token by token).  A search's first step is left out when later steps were scored: the
+    reward model reads the question there too, once a search.  When the fit is not identifiable
+    or gives a negative cost, a step's large-model tokens carry its scoring time (drafts beside
+    them are nearly free: 6.3 ms a large-model token, 5 ms a draft of ~60 tokens over 639 steps
+    of the real pair), and a draft costs what steps that scored drafts alone took; with no
+    large-model thought scored, every token is priced alike."""
+    later = [t for t in timings if t.step > 1]
+    timings = later or list(timings)
     rows = [[t.scored.get("small", 0), t.scored_tokens.get("large", 0)] for t in timings]
+    seconds = sum(t.score_seconds for t in timings)
     coef = _least_squares(rows, [t.score_seconds for t in timings])
     if coef is not None and min(coef) >= 0:
         return coef[0], coef[1]
+    with_large = [t for t in timings if t.scored_tokens.get("large", 0)]
+    if with_large:
+        drafts_only = [t for t in timings if not t.scored_tokens.get("large", 0)]
+        drafts = sum(t.scored.get("small", 0) for t in drafts_only)
+        return (sum(t.score_seconds for t in drafts_only) / drafts if drafts else 0.0,
+                sum(t.score_seconds for t in with_large) / sum(t.scored_tokens["large"] for t in with_large))
     tokens = sum(sum(t.scored_tokens.values()) for t in timings)
-    per_token = sum(t.score_seconds for t in timings) / tokens if tokens else 0.0
+    per_token = seconds / tokens if tokens else 0.0
     drafts = sum(t.scored.get("small", 0) for t in timings)
     per_draft = per_token * sum(t.scored_tokens.get("small", 0) for t in timings) / drafts if drafts else 0.0
     return per_draft, per_token

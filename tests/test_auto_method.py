@@ -124,8 +124,8 @@ class TestSwitchDecision:
             "acceptance 80%: drafting saves time again (specsearch predicted at ×1.30 of ar's speed, "
             "×1.08 even at acceptance 55%)")
         # ar because the gain is not certain, not because drafting was measured to lose
-        assert switch_reason(AR, 1.19, 0.63, "in earlier searches", worst=(0.45, 0.97)) == (
-            "acceptance 63% in earlier searches: drafting not shown to pay (specsearch predicted at ×1.19 of "
+        assert switch_reason(AR, 1.25, 0.63, "in earlier searches", worst=(0.45, 0.97)) == (
+            "acceptance 63% in earlier searches: drafting not shown to pay (specsearch predicted at ×1.25 of "
             "ar's speed, ×0.97 at acceptance 45%)")
         assert switch_reason(AR, 0.9, 0.3, worst=(0.2, 0.8)).startswith("acceptance 30%: drafting costs more")
         # a search that starts in ar one try short of going back says so
@@ -136,6 +136,7 @@ class TestSwitchDecision:
         assert switch_reason(AR, 1.03, 0.4, worst=(0.3, 0.9), bar=1.05) == (
             "acceptance 40%: drafting saves too little to risk the answer on drafts (specsearch predicted at "
             "×1.03 of ar's speed, below ×1.05)")
+        assert switch_reason(AR, 1.19, 0.6).endswith("below ×1.20)")  # the default bar
         assert switch_reason(AR, 0.5, 0.1, "in earlier searches").startswith(
             "acceptance 10% in earlier searches: drafting costs more")
 

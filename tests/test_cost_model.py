@@ -30,8 +30,11 @@ def timing(step, small=None, large=None, thoughts=4, scored=(0, 4), score=0.4, s
     # a scored thought is as long as its writer's thoughts in the step (10 tokens without a call)
     lengths = {m: (c.tokens / c.batch if c.batch else 0) for m, c in calls.items()}
     tokens = {m: round(n * lengths.get(m, 10)) for m, n in zip(("small", "large"), scored)}
+    # the thoughts kept are as long as the step's calls' thoughts on average
+    batch = sum(c.batch for c in calls.values())
+    kept = round(thoughts * sum(c.tokens for c in calls.values()) / batch) if batch else 0
     return StepTiming(step, "specsearch", calls, thoughts, dict(zip(("small", "large"), scored)), score, select,
-                      acc, rej, tokens)
+                      acc, rej, tokens, kept_tokens=kept)
 
 
 class TestAcceptance:
@@ -94,19 +97,20 @@ class TestDecodeCost:
 
 class TestPrediction:
     def model(self, decay=1.0):
-        # step 1: large writes 4 thoughts (40 tokens in 4 s); step 2: small drafts 4 (40 tokens in 1 s),
+        # Two steps after a search's first (a first step's scoring also reads the question, so it is not fitted):
+        # step 2: large writes 4 thoughts (40 tokens in 4 s); step 3: small drafts 4 (40 tokens in 1 s),
         # 1 accepted, 3 rewritten by the large model (30 tokens in 3.5 s); scoring 0.05 s a draft,
         # 0.01 s a token of a large-model thought; select 0.1 s
         return CostModel([
-            timing(1, large=(4, 40, 4.0), scored=(0, 4), score=0.4),
-            timing(2, small=(4, 40, 1.0), large=(3, 30, 3.5), scored=(4, 3), score=0.5, acc=1, rej=3),
+            timing(2, large=(4, 40, 4.0), scored=(0, 4), score=0.4),
+            timing(3, small=(4, 40, 1.0), large=(3, 30, 3.5), scored=(4, 3), score=0.5, acc=1, rej=3),
         ], decay)
 
     def test_fitted_quantities(self):
         m = self.model()
         assert m.ready
         assert (m.score_per_draft, m.score_per_large_token) == pytest.approx((0.05, 0.01))
-        assert m.thought_tokens == pytest.approx(110 / 11)
+        assert m.thought_tokens == pytest.approx(80 / 8)  # the thoughts kept, 4 a step
         assert m.overhead == pytest.approx(0.1)
         assert m.acceptance.mean == pytest.approx(2 / 6)
         # large: 10 decode steps a call; 0.4 s a step at batch 4, 0.35 s at batch 3
@@ -115,7 +119,7 @@ class TestPrediction:
     def test_step_formulas(self):
         m = self.model()
         n, p = 4, 2 / 6
-        length = 10  # tokens of a thought (110 in 11)
+        length = 10  # tokens of a thought kept (80 in 8)
         ar = length * (0.2 + 0.05 * n) + 0.01 * n * length + 0.1
         rewrite = length * (0.2 * (1 - p ** n) + 0.05 * (1 - p) * n)
         ss = 40 / 40 * 1.0 + 0.05 * n + rewrite + 0.01 * (1 - p) * n * length + 0.1
@@ -144,14 +148,39 @@ class TestPrediction:
         recent = CostModel(steps, decay=0.5).acceptance
         assert (recent.accepted, recent.rejected) == (2.0, 4.0)
 
-    def test_scoring_cost_is_pooled_when_writers_cannot_be_told_apart(self):
-        only_large = CostModel([timing(1, large=(4, 40, 4.0), scored=(0, 4), score=0.4),
-                                timing(2, large=(4, 40, 4.0), scored=(0, 4), score=0.8)])
-        assert (only_large.score_per_draft, only_large.score_per_large_token) == pytest.approx((0.0, 1.2 / 80))
-        # drafts priced like large thoughts when the two cannot be told apart
-        mixed = CostModel([timing(1, small=(4, 20, 1.0), large=(2, 40, 1.0), scored=(4, 2), score=0.6),
-                           timing(2, small=(4, 20, 1.0), large=(2, 40, 1.0), scored=(4, 2), score=0.6)])
-        assert (mixed.score_per_draft, mixed.score_per_large_token) == pytest.approx((1.2 / 120 * 5, 1.2 / 120))
+    def test_scoring_is_fitted_on_steps_after_the_first(self):
+        # Steps 2-4 score at exactly 0.002 s a draft and 0.005 s a large-model token; step 1 also reads the
+        # question (0.6 s more), once a search: fitting it would misprice every later step.
+        def scored_step(step, drafts, large_tokens):
+            t = timing(step, small=(drafts, 60 * drafts, 1.0) if drafts else None, large=(8, large_tokens, 4.0),
+                       scored=(drafts, 8))
+            t.scored_tokens = {"small": 60 * drafts, "large": large_tokens}
+            t.score_seconds = 0.002 * drafts + 0.005 * large_tokens + (0.6 if step == 1 else 0.0)
+            return t
+        steps = [scored_step(1, 0, 160), scored_step(2, 8, 500), scored_step(3, 4, 620), scored_step(4, 8, 160)]
+        m = CostModel(steps)
+        assert (m.score_per_draft, m.score_per_large_token) == pytest.approx((0.002, 0.005))
+        assert CostModel(steps[:1]).score_per_large_token == pytest.approx(0.6 / 160 + 0.005)  # nothing later
+
+    def test_a_fit_that_cannot_tell_writers_apart_prices_large_tokens(self):
+        # Every later step scores 8 drafts beside large-model thoughts (drafts nearly free: the reward model
+        # reads them from its cache), with noise that makes the fitted draft cost negative: the steps' large
+        # tokens carry their scoring time (not the drafts' tokens too, which halved the price of ar's scoring).
+        def scored_step(step, large_tokens, seconds):
+            t = timing(step, small=(8, 480, 4.0), large=(8, large_tokens, 14.0), scored=(8, 8))
+            t.scored_tokens, t.score_seconds = {"small": 480, "large": large_tokens}, seconds
+            return t
+        steps = [scored_step(2, 496, 2.46), scored_step(3, 616, 3.51), scored_step(4, 160, 0.70)]
+        m = CostModel(steps)
+        assert (m.score_per_draft, m.score_per_large_token) == pytest.approx((0.0, (2.46 + 3.51 + 0.70) / 1272))
+        # steps that scored drafts alone (all accepted) price a draft
+        alone = timing(5, small=(8, 480, 4.0), scored=(8, 0), score=0.08)
+        m = CostModel(steps + [alone])
+        assert (m.score_per_draft, m.score_per_large_token) == pytest.approx((0.01, (2.46 + 3.51 + 0.70) / 1272))
+        # with no large-model thought scored, every token is priced alike
+        drafts_only = CostModel([timing(2, small=(4, 40, 1.0), scored=(4, 0), score=0.4),
+                                 timing(3, small=(4, 40, 1.0), scored=(4, 0), score=0.4)])
+        assert (drafts_only.score_per_draft, drafts_only.score_per_large_token) == pytest.approx((0.1, 0.01))
 
     def test_scoring_a_large_thought_costs_by_its_length(self):
         m = self.model()
@@ -182,7 +211,7 @@ class TestFromTree:
         assert t1.scored_tokens == {"small": 0, "large": 24} and t2.scored_tokens == {"small": 20, "large": 9}
         assert t2.calls == {"small": Call(2, 20, 0.5), "large": Call(1, 9, 1.5)}
         assert (t2.thoughts, t2.scored, t2.accepted, t2.rejected) == (2, {"small": 2, "large": 1}, 1, 1)
-        assert t2.thought_tokens == pytest.approx(29 / 3)
+        assert t2.thought_tokens == pytest.approx((8 + 9) / 2)  # the thoughts kept: not the rejected draft's 12
         assert t2.seconds == pytest.approx(0.5 + 1.5 + 0.3 + 0.01)
 
     def test_search_costs(self):
@@ -191,15 +220,14 @@ class TestFromTree:
         costs = search_costs(nodes, steps, wall)
         model = CostModel(step_timings(nodes, steps))
         outside = wall - (2.0 + 0.2 + 0.01) - (0.5 + 1.5 + 0.3 + 0.01)
-        # step 1, written whole by the large model, is an ar step as measured; step 2 is predicted
-        assert costs.predicted_ar_seconds == pytest.approx(outside + (2.0 + 0.2 + 0.01) + model.ar_seconds(2, 29 / 3))
+        # step 1, written whole by the large model, is an ar step as measured; step 2 is predicted with the
+        # length of the thoughts it kept (an accepted draft of 8 tokens, a rewrite of 9)
+        assert costs.predicted_ar_seconds == pytest.approx(outside + (2.0 + 0.2 + 0.01) + model.ar_seconds(2, 8.5))
         assert costs.ceiling_seconds == pytest.approx(outside + model.small.call_seconds(2, 12) + 0.01
-                                                      + model.small.call_seconds(2, 29 / 3) + 0.01)
-        # scoring: 0.2 s for 2 large thoughts of 24 tokens (step 1); 0.3 s for 2 drafts and a large thought
-        # of 9 tokens (step 2)
-        per_token = 0.2 / 24
-        assert (model.score_per_draft, model.score_per_large_token) == pytest.approx(((0.3 - 9 * per_token) / 2,
-                                                                                      per_token))
+                                                      + model.small.call_seconds(2, 8.5) + 0.01)
+        # scoring, fitted on step 2 alone (step 1 also read the question): one step cannot split 0.3 s between
+        # 2 drafts and a large thought of 9 tokens, so the large-model tokens carry it
+        assert (model.score_per_draft, model.score_per_large_token) == pytest.approx((0.0, 0.3 / 9))
 
     def test_a_trial_step_is_priced_by_the_thoughts_it_kept(self):
         # auto's trial at step 2: two drafts of 30 tokens judged (not kept), the large model writes both thoughts
