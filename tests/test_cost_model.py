@@ -220,6 +220,7 @@ class TestFromTree:
         costs = search_costs(nodes, steps, wall)
         model = CostModel(step_timings(nodes, steps))
         outside = wall - (2.0 + 0.2 + 0.01) - (0.5 + 1.5 + 0.3 + 0.01)
+        assert model.thought_tokens == pytest.approx((10 + 14 + 8 + 9) / 4)  # kept: not the rejected draft's 12
         # step 1, written whole by the large model, is an ar step as measured; step 2 is predicted with the
         # length of the thoughts it kept (an accepted draft of 8 tokens, a rewrite of 9)
         assert costs.predicted_ar_seconds == pytest.approx(outside + (2.0 + 0.2 + 0.01) + model.ar_seconds(2, 8.5))
