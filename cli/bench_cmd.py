@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="`specsearch bench --dataset gsm8k --methods ar,sps,specsearch --out DIR` runs each "
         "method on the same problems with the same seeds, appending results to DIR/results.jsonl as it "
         "goes (re-running resumes), then prints accuracy, latency, speed-up vs ar (also per token of the "
-        "thoughts kept: equal work), the cost model's predicted speed-up and ceiling, and acceptance rates "
+        "thoughts kept: equal work), the cost model's predicted speed-up and ceiling, and acceptance rates, "
         "and writes summary.json, results.csv and plot.png. A method may carry one search option of its "
         "own (`specsearch@threshold_margin=0.01`); `--sweep threshold_margin=0,0.01,0.02` runs specsearch "
         "at each value, shares the ar runs, and draws curve.png (accuracy and speed-up against thought "
