@@ -220,7 +220,7 @@ def make_record(problem: Problem, method: str, result: SearchResult,
         "remote": {role: dict(r) for role, r in stats.remote.items()},  # served models: requests, seconds, split
         # tokens of the thoughts the search kept (not rejected or trial drafts): per token, a speed-up
         # compares equal work, which is what the cost model predicts
-        "kept_tokens": sum(n.n_tokens for n in result.nodes if n.fate != "rejected" and not n.trial),
+        "kept_tokens": sum(n.n_tokens for n in result.nodes if n.kept),
         "predicted_ar_s": stats.predicted_ar_seconds,  # the cost model's (core.cost_model)
         "ceiling_s": stats.ceiling_seconds,
         "predicted_speedup": stats.predicted_speedup,
@@ -309,8 +309,8 @@ def summarize(
     for (_, method), rec in latest.items():
         by_method.setdefault(method, []).append(rec)
     order = list(methods) if methods is not None else sorted(by_method)
-    ar_latency = {str(r["id"]): float(r.get("latency_s") or 0.0) for r in by_method.get("ar", [])}
     ar_records = {str(r["id"]): r for r in by_method.get("ar", [])}
+    ar_latency = {i: float(r.get("latency_s") or 0.0) for i, r in ar_records.items()}
 
     out: dict[str, MethodSummary] = {}
     for method in order:

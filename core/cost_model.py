@@ -125,8 +125,9 @@ def step_timings(nodes: Sequence[ThoughtNode], steps: Sequence[StepRecord]) -> l
                 timing.calls[model] = Call(len(written), sum(n.n_tokens for n in written),
                                            sum(n.seconds for n in written))
         # The thoughts the step kept, one per child slot: a rejected draft's replacement fills its
-        # slot; a trial's drafts fill none.
-        kept = [n for n in step_nodes if n.fate != "rejected" and not (record.trial and n.source == "small")]
+        # slot; a trial's drafts fill none (the record says which step was a trial in trees saved
+        # before trial drafts were marked on their nodes).
+        kept = [n for n in step_nodes if n.kept and not (record.trial and n.source == "small")]
         timing.thoughts, timing.kept_tokens = len(kept), sum(n.n_tokens for n in kept)
         for model in ("small", "large"):
             scored = [n for n in step_nodes if n.score is not None and n.source == model]
@@ -333,7 +334,6 @@ def _score_costs(timings: Sequence[StepTiming]) -> tuple[float, float]:
     later = [t for t in timings if t.step > 1]
     timings = later or list(timings)
     rows = [[t.scored.get("small", 0), t.scored_tokens.get("large", 0)] for t in timings]
-    seconds = sum(t.score_seconds for t in timings)
     coef = _least_squares(rows, [t.score_seconds for t in timings])
     if coef is not None and min(coef) >= 0:
         return coef[0], coef[1]
@@ -344,7 +344,7 @@ def _score_costs(timings: Sequence[StepTiming]) -> tuple[float, float]:
         return (sum(t.score_seconds for t in drafts_only) / drafts if drafts else 0.0,
                 sum(t.score_seconds for t in with_large) / sum(t.scored_tokens["large"] for t in with_large))
     tokens = sum(sum(t.scored_tokens.values()) for t in timings)
-    per_token = seconds / tokens if tokens else 0.0
+    per_token = sum(t.score_seconds for t in timings) / tokens if tokens else 0.0
     drafts = sum(t.scored.get("small", 0) for t in timings)
     per_draft = per_token * sum(t.scored_tokens.get("small", 0) for t in timings) / drafts if drafts else 0.0
     return per_draft, per_token

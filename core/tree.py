@@ -54,6 +54,11 @@ class ThoughtNode:
     value: float | None = None  # MCTS: the mean of the values backed up through it
     trial: bool = False  # auto's trial: a draft judged only to measure acceptance, never a beam candidate
 
+    @property
+    def kept(self) -> bool:
+        """A thought the search kept: neither a rejected draft nor a trial's draft."""
+        return self.fate != "rejected" and not self.trial
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
